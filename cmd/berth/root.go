@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/spf13/cobra"
 
 	"github.com/berth-dev/berth/runtime"
@@ -42,6 +43,10 @@ type globalOptions struct {
 	runRoot   string
 	logLevel  string
 	logFormat string
+	configDir string
+
+	// keychains are consulted after the auth file (the ECR seam).
+	keychains []authn.Keychain
 
 	stdout io.Writer
 	stderr io.Writer
@@ -79,11 +84,21 @@ kernel with nf_tables, and keeps services running.`,
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.root, "root", envOr("BERTH_ROOT", "/var/lib/berth"), "state root: images, snapshots, task definitions, tasks (env BERTH_ROOT)")
 	pf.StringVar(&g.runRoot, "run-root", envOr("BERTH_RUN_ROOT", "/run/berth"), "runtime state, gone at reboot: container state, API socket, netns mounts (env BERTH_RUN_ROOT)")
+	pf.StringVar(&g.configDir, "config-dir", envOr("BERTH_CONFIG_DIR", "/etc/berth"), "configuration: auth.json, registries.json (env BERTH_CONFIG_DIR)")
 	pf.StringVar(&g.logLevel, "log-level", envOr("BERTH_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env BERTH_LOG_LEVEL)")
 	pf.StringVar(&g.logFormat, "log-format", envOr("BERTH_LOG_FORMAT", "text"), "log format: text or json (env BERTH_LOG_FORMAT)")
 
 	root.AddCommand(
 		newVersionCommand(g),
+		newPullCommand(g),
+		newImagesCommand(g, "images"),
+		newImageCommand(g),
+		newTagCommand(g),
+		newRmiCommand(g, "rmi"),
+		newLoadCommand(g),
+		newSaveCommand(g),
+		newLoginCommand(g),
+		newLogoutCommand(g),
 		newInitCommand(),
 	)
 	return root
@@ -104,7 +119,7 @@ func (g *globalOptions) setup() error {
 	default:
 		return fmt.Errorf("invalid --log-format %q: want text or json", g.logFormat)
 	}
-	for flag, dir := range map[string]string{"--root": g.root, "--run-root": g.runRoot} {
+	for flag, dir := range map[string]string{"--root": g.root, "--run-root": g.runRoot, "--config-dir": g.configDir} {
 		if dir == "" || !strings.HasPrefix(dir, "/") {
 			return fmt.Errorf("invalid %s %q: must be an absolute path", flag, dir)
 		}

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package image
+
+import "os"
+
+func inode(os.FileInfo) (uint64, bool) { return 0, false }

@@ -1,0 +1,502 @@
+package image
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/berth-dev/berth/image/internal/layer"
+)
+
+// Endpoint is one place to pull a reference from: a mirror or the origin.
+type Endpoint struct {
+	// Ref is the reference rewritten to this endpoint's host.
+	Ref name.Reference
+	// Mirror is true for mirrors; a failing mirror falls through to the
+	// next endpoint, a failing origin ends the pull.
+	Mirror bool
+	// Options carry the transport and authentication for this endpoint.
+	Options []remote.Option
+}
+
+// Phase of one layer during a pull.
+type Phase string
+
+// Layer phases reported through PullOptions.Progress.
+const (
+	PhaseWaiting Phase = "waiting"
+	PhasePulling Phase = "pulling" // downloading, verifying and unpacking, streamed together
+	PhaseExists  Phase = "exists"  // already in the store
+	PhaseDone    Phase = "done"
+)
+
+// Progress reports one layer's state during a pull.
+type Progress struct {
+	Digest  v1.Hash
+	Phase   Phase
+	Current int64 // compressed bytes read so far
+	Total   int64 // compressed size
+}
+
+// PullOptions configure Pull.
+type PullOptions struct {
+	// Platform picks the image from a multi-platform index; nil means the
+	// host's.
+	Platform *v1.Platform
+	// Endpoints lists where to fetch a reference from, mirrors first; nil
+	// means the origin only, with Remote's options.
+	Endpoints func(ref name.Reference) ([]Endpoint, error)
+	// Remote options for the origin when Endpoints is nil (auth, transport).
+	Remote []remote.Option
+	// Progress, if set, receives per-layer updates from several goroutines.
+	Progress func(Progress)
+	// Jobs bounds the layers fetched and unpacked at once; 0 means 3.
+	Jobs int
+}
+
+// HostPlatform is the platform berth runs on, as an image index names it.
+func HostPlatform() v1.Platform {
+	p := v1.Platform{OS: "linux", Architecture: goruntime.GOARCH}
+	if p.Architecture == "arm" {
+		p.Variant = "v7"
+	}
+	return p
+}
+
+// ParsePlatform parses os/arch[/variant].
+func ParsePlatform(s string) (*v1.Platform, error) {
+	parts := strings.Split(s, "/")
+	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" || (len(parts) == 3 && parts[2] == "") {
+		return nil, fmt.Errorf("invalid platform %q: want os/arch[/variant], e.g. linux/arm64", s)
+	}
+	p := &v1.Platform{OS: parts[0], Architecture: parts[1]}
+	if len(parts) == 3 {
+		p.Variant = parts[2]
+	}
+	return p, nil
+}
+
+func platformString(p v1.Platform) string {
+	s := p.OS + "/" + p.Architecture
+	if p.Variant != "" {
+		s += "/" + p.Variant
+	}
+	return s
+}
+
+// platformMatches reports whether an index entry's platform serves want.
+func platformMatches(have *v1.Platform, want v1.Platform) bool {
+	if have == nil || have.OS != want.OS || have.Architecture != want.Architecture {
+		return false
+	}
+	hv, wv := have.Variant, want.Variant
+	if want.Architecture == "arm64" {
+		// arm64 images say v8 or nothing; both are the same machine.
+		if hv == "v8" {
+			hv = ""
+		}
+		if wv == "v8" {
+			wv = ""
+		}
+	}
+	return wv == "" || hv == wv
+}
+
+// Pull fetches ref (a tag or digest reference) with its layers into the
+// store and records it. It is atomic and resumable: nothing counts as
+// present until verified, and layers already in the store are not fetched.
+func (s *Store) Pull(ctx context.Context, refStr string, o PullOptions) (*Record, error) {
+	ref, err := ParseReference(refStr)
+	if err != nil {
+		return nil, err
+	}
+	want := HostPlatform()
+	if o.Platform != nil {
+		want = *o.Platform
+	}
+	endpoints := []Endpoint{{Ref: ref, Options: o.Remote}}
+	if o.Endpoints != nil {
+		if endpoints, err = o.Endpoints(ref); err != nil {
+			return nil, err
+		}
+	}
+	var errs []error
+	for _, ep := range endpoints {
+		rec, err := s.pullFrom(ctx, ref, ep, want, o)
+		if err == nil {
+			return rec, nil
+		}
+		if !ep.Mirror || ctx.Err() != nil {
+			return nil, errors.Join(append(errs, err)...)
+		}
+		s.log.Warn("mirror failed, trying the next endpoint", "mirror", ep.Ref.Context().RegistryStr(), "err", err)
+		errs = append(errs, fmt.Errorf("mirror %s: %w", ep.Ref.Context().RegistryStr(), err))
+	}
+	return nil, errors.Join(errs...)
+}
+
+func (s *Store) pullFrom(ctx context.Context, ref name.Reference, ep Endpoint, want v1.Platform, o PullOptions) (*Record, error) {
+	registry := ep.Ref.Context().RegistryStr()
+	jobs := o.Jobs
+	if jobs <= 0 {
+		jobs = 3
+	}
+	// ggcr deadlocks when more blob bodies are open than its job count.
+	opts := append([]remote.Option{remote.WithContext(ctx), remote.WithJobs(jobs + 1)}, ep.Options...)
+
+	desc, err := remote.Get(ep.Ref, opts...)
+	if err != nil {
+		return nil, classify(registry, err)
+	}
+	var (
+		img         v1.Image
+		indexDigest *v1.Hash
+		indexRaw    []byte
+	)
+	switch {
+	case desc.MediaType.IsIndex():
+		idx, err := desc.ImageIndex()
+		if err != nil {
+			return nil, classify(registry, err)
+		}
+		im, err := idx.IndexManifest()
+		if err != nil {
+			return nil, fmt.Errorf("%s: parse index: %w", Name(ref), err)
+		}
+		var pick *v1.Descriptor
+		var seen []string
+		for i := range im.Manifests {
+			m := &im.Manifests[i]
+			if m.Platform != nil {
+				seen = append(seen, platformString(*m.Platform))
+			}
+			if m.MediaType.IsImage() && platformMatches(m.Platform, want) {
+				pick = m
+				break
+			}
+		}
+		if pick == nil {
+			return nil, fmt.Errorf("%w: %s has no image for %s (it has %s)", ErrNoMatchingPlatform, Name(ref), platformString(want), strings.Join(seen, ", "))
+		}
+		d := desc.Digest
+		indexDigest = &d
+		indexRaw = desc.Manifest
+		img, err = remote.Image(ep.Ref.Context().Digest(pick.Digest.String()), opts...)
+		if err != nil {
+			return nil, classify(registry, err)
+		}
+	case desc.MediaType.IsImage():
+		if img, err = desc.Image(); err != nil {
+			return nil, classify(registry, err)
+		}
+	default:
+		return nil, fmt.Errorf("%s: unsupported manifest media type %q", Name(ref), desc.MediaType)
+	}
+
+	return s.ingestImage(ctx, ref, img, indexDigest, indexRaw, o, registry)
+}
+
+// ingestImage stores one image (manifest, config, layers) under ref's name.
+// registry names the source in errors.
+func (s *Store) ingestImage(ctx context.Context, ref name.Reference, img v1.Image, indexDigest *v1.Hash, indexRaw []byte, o PullOptions, registry string) (*Record, error) {
+	jobs := o.Jobs
+	if jobs <= 0 {
+		jobs = 3
+	}
+	want := HostPlatform()
+	if o.Platform != nil {
+		want = *o.Platform
+	}
+	unlock, err := s.lockGC(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	rawManifest, err := img.RawManifest()
+	if err != nil {
+		return nil, classify(registry, err)
+	}
+	mdigest := sha256Hash(rawManifest)
+	if d, ok := ref.(name.Digest); ok && indexDigest == nil && d.DigestStr() != mdigest.String() {
+		return nil, fmt.Errorf("%w: %s: registry sent a manifest with digest %s", ErrVerify, Name(ref), mdigest)
+	}
+	if indexDigest != nil && sha256Hash(indexRaw) != *indexDigest {
+		return nil, fmt.Errorf("%w: %s: index digest mismatch", ErrVerify, Name(ref))
+	}
+	manifest, err := v1.ParseManifest(strings.NewReader(string(rawManifest)))
+	if err != nil {
+		return nil, fmt.Errorf("%s: parse manifest: %w", Name(ref), err)
+	}
+	rawConfig, err := img.RawConfigFile()
+	if err != nil {
+		return nil, classify(registry, err)
+	}
+	if got := sha256Hash(rawConfig); got != manifest.Config.Digest {
+		return nil, fmt.Errorf("%w: %s: config blob has digest %s, manifest says %s", ErrVerify, Name(ref), got, manifest.Config.Digest)
+	}
+	cfg, err := v1.ParseConfigFile(strings.NewReader(string(rawConfig)))
+	if err != nil {
+		return nil, fmt.Errorf("%s: parse image config: %w", Name(ref), err)
+	}
+	if o.Platform != nil && indexDigest == nil && !platformMatches(&v1.Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant}, want) {
+		return nil, fmt.Errorf("%w: %s is %s/%s, not %s", ErrNoMatchingPlatform, Name(ref), cfg.OS, cfg.Architecture, platformString(want))
+	}
+
+	rec, err := s.recordFor(ref, manifest, cfg, mdigest, indexDigest)
+	if err != nil {
+		return nil, err
+	}
+	open := func(l Layer) (io.ReadCloser, error) {
+		rl, err := img.LayerByDigest(l.Digest)
+		if err != nil {
+			return nil, classify(registry, err)
+		}
+		rc, err := rl.Compressed()
+		if err != nil {
+			return nil, classify(registry, err)
+		}
+		return rc, nil
+	}
+	if err := s.ingestLayers(ctx, rec.Layers, jobs, open, o.Progress); err != nil {
+		return nil, err
+	}
+	if indexDigest != nil {
+		if err := s.putBlob(*indexDigest, indexRaw); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.putBlob(rec.ID, rawConfig); err != nil {
+		return nil, err
+	}
+	if err := s.putBlob(mdigest, rawManifest); err != nil {
+		return nil, err
+	}
+	rec.Pulled = time.Now().UTC()
+	if err := s.putRecord(rec); err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+// recordFor builds the record of an image from its manifest and config,
+// checking that they agree.
+func (s *Store) recordFor(ref name.Reference, m *v1.Manifest, cfg *v1.ConfigFile, mdigest v1.Hash, indexDigest *v1.Hash) (*Record, error) {
+	var layers []v1.Descriptor
+	for _, l := range m.Layers {
+		if !l.MediaType.IsDistributable() {
+			continue // foreign layers are not pulled, as docker does
+		}
+		layers = append(layers, l)
+	}
+	if len(layers) != len(cfg.RootFS.DiffIDs) {
+		return nil, fmt.Errorf("%w: %s: manifest lists %d layers, config %d DiffIDs", ErrVerify, Name(ref), len(layers), len(cfg.RootFS.DiffIDs))
+	}
+	rec := &Record{
+		Name:        Name(ref),
+		Digest:      mdigest,
+		IndexDigest: indexDigest,
+		MediaType:   string(m.MediaType),
+		ID:          m.Config.Digest,
+		Platform:    platformString(v1.Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant}),
+		Created:     cfg.Created.Time,
+	}
+	if rec.MediaType == "" {
+		rec.MediaType = string(types.OCIManifestSchema1)
+	}
+	var chain v1.Hash
+	for i, l := range layers {
+		diffID := cfg.RootFS.DiffIDs[i]
+		if i == 0 {
+			chain = diffID
+		} else {
+			chain = sha256Hash([]byte(chain.String() + " " + diffID.String()))
+		}
+		if !isSHA256(l.Digest) || !isSHA256(diffID) {
+			return nil, fmt.Errorf("%w: %s: layer %d: only sha256 digests are supported", ErrVerify, Name(ref), i)
+		}
+		rec.Layers = append(rec.Layers, Layer{Digest: l.Digest, DiffID: diffID, ChainID: chain, Size: l.Size, MediaType: string(l.MediaType)})
+		rec.Size += l.Size
+	}
+	return rec, nil
+}
+
+func isSHA256(h v1.Hash) bool {
+	if h.Algorithm != "sha256" || len(h.Hex) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(h.Hex)
+	return err == nil
+}
+
+func sha256Hash(b []byte) v1.Hash {
+	sum := sha256.Sum256(b)
+	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
+}
+
+// ingestLayers brings every layer's blob and snapshot into the store, up to
+// jobs at a time.
+func (s *Store) ingestLayers(ctx context.Context, layers []Layer, jobs int, open func(Layer) (io.ReadCloser, error), progress func(Progress)) error {
+	if progress == nil {
+		progress = func(Progress) {}
+	}
+	for _, l := range layers {
+		progress(Progress{Digest: l.Digest, Phase: PhaseWaiting, Total: l.Size})
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(jobs)
+	// The same chain ID twice in one image (rare, but legal) must not be
+	// unpacked by two goroutines of this process: the lock is per chain.
+	for _, l := range layers {
+		g.Go(func() error {
+			return s.ingestLayer(gctx, l, open, progress)
+		})
+	}
+	return g.Wait()
+}
+
+// ingestLayer makes one layer's blob and snapshot present. Under the
+// chain-ID lock it removes a killed writer's leftovers, then streams the
+// compressed blob (from the registry, or from the store when only the
+// snapshot is missing) through a digest check into the blob store and,
+// decompressed, into a fresh snapshot dir; both are renamed into place only
+// after the blob digest, the size and the DiffID all check.
+func (s *Store) ingestLayer(ctx context.Context, l Layer, open func(Layer) (io.ReadCloser, error), progress func(Progress)) (err error) {
+	lock, err := s.lockSnapshot(ctx, l.ChainID)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+	s.removeTemps(snapshotsDir, l.ChainID.Hex)
+
+	haveBlob, haveSnap := s.hasBlob(l.Digest, l.Size), s.hasSnapshot(l.ChainID)
+	if haveBlob && haveSnap {
+		progress(Progress{Digest: l.Digest, Phase: PhaseExists, Current: l.Size, Total: l.Size})
+		return nil
+	}
+
+	var src io.ReadCloser
+	var bw *blobWriter
+	if haveBlob {
+		if src, err = os.Open(s.blobPath(l.Digest)); err != nil {
+			return err
+		}
+	} else {
+		if src, err = open(l); err != nil {
+			return err
+		}
+		if bw, err = s.newBlobWriter(l.Digest, l.Size); err != nil {
+			src.Close()
+			return err
+		}
+		defer bw.abort()
+	}
+	defer src.Close()
+
+	hasher := sha256.New()
+	counted := &progressReader{r: src, report: func(n int64) {
+		progress(Progress{Digest: l.Digest, Phase: PhasePulling, Current: n, Total: l.Size})
+	}}
+	var sink io.Writer = hasher
+	if bw != nil {
+		sink = io.MultiWriter(hasher, bw)
+	}
+	tee := io.TeeReader(counted, sink)
+
+	var tmp string
+	if !haveSnap {
+		tmp, err = os.MkdirTemp(filepath.Join(s.root, snapshotsDir), tmpPrefix+l.ChainID.Hex+"-")
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if tmp != "" {
+				os.RemoveAll(tmp)
+			}
+		}()
+		fsDir := filepath.Join(tmp, "fs")
+		if err := os.Mkdir(fsDir, 0o755); err != nil {
+			return err
+		}
+		dec, err := layer.Decompress(tee)
+		if err != nil {
+			return fmt.Errorf("layer %s: %w", l.Digest, err)
+		}
+		res, err := layer.Apply(ctx, fsDir, dec, layer.Options{MaxSize: s.opts.MaxLayerSize})
+		dec.Close()
+		if err != nil {
+			return fmt.Errorf("layer %s: %w", l.Digest, err)
+		}
+		if res.DiffID != l.DiffID.String() {
+			return fmt.Errorf("%w: layer %s uncompressed to %s, the image config says %s", ErrVerify, l.Digest, res.DiffID, l.DiffID)
+		}
+		meta := snapshotMeta{ChainID: l.ChainID, DiffID: l.DiffID, Size: res.Size, Entries: res.Entries, Created: time.Now().UTC()}
+		if err := writeJSON(filepath.Join(tmp, "meta.json"), meta); err != nil {
+			return err
+		}
+	}
+	// Read what the decompressor left (trailing bytes) so the digest covers
+	// the whole blob.
+	if _, err := io.Copy(io.Discard, tee); err != nil {
+		return fmt.Errorf("layer %s: %w", l.Digest, err)
+	}
+	if got := hex.EncodeToString(hasher.Sum(nil)); got != l.Digest.Hex {
+		return fmt.Errorf("%w: layer blob %s arrived with digest sha256:%s", ErrVerify, l.Digest, got)
+	}
+	if counted.n != l.Size {
+		return fmt.Errorf("%w: layer blob %s has %d bytes, the manifest says %d", ErrVerify, l.Digest, counted.n, l.Size)
+	}
+	if bw != nil {
+		if err := bw.commit(); err != nil {
+			return err
+		}
+	}
+	if tmp != "" {
+		// One syncfs makes every unpacked file durable before the rename
+		// publishes the snapshot.
+		if err := syncFS(tmp); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, s.snapshotPath(l.ChainID)); err != nil {
+			return err
+		}
+		tmp = ""
+		if err := syncDir(filepath.Join(s.root, snapshotsDir)); err != nil {
+			return err
+		}
+	}
+	progress(Progress{Digest: l.Digest, Phase: PhaseDone, Current: l.Size, Total: l.Size})
+	return nil
+}
+
+// progressReader counts bytes and reports at most every 100 ms.
+type progressReader struct {
+	r      io.Reader
+	n      int64
+	last   time.Time
+	report func(int64)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.n += int64(n)
+	if now := time.Now(); now.Sub(p.last) >= 100*time.Millisecond {
+		p.last = now
+		p.report(p.n)
+	}
+	return n, err
+}
