@@ -171,8 +171,10 @@ func (s *Store) loadLayout(ctx context.Context, dir string, o LoadOptions, popts
 	var out []*Record
 	for _, d := range im.Manifests {
 		refName := d.Annotations[annotationContainerName]
-		if refName == "" {
-			refName = d.Annotations[annotationRefName]
+		if rn := d.Annotations[annotationRefName]; refName == "" && strings.Contains(rn, "/") {
+			// The OCI spec lets ref.name be a bare tag ("1.0"); only a
+			// full reference names an image on its own.
+			refName = rn
 		}
 		if o.Name != "" && len(im.Manifests) == 1 {
 			refName = o.Name
