@@ -120,4 +120,3 @@ func truncate(b []byte) string {
 	}
 	return string(b)
 }
-
