@@ -306,6 +306,9 @@ func (s *Store) recordFor(ref name.Reference, m *v1.Manifest, cfg *v1.ConfigFile
 	if len(layers) != len(cfg.RootFS.DiffIDs) {
 		return nil, fmt.Errorf("%w: %s: manifest lists %d layers, config %d DiffIDs", ErrVerify, Name(ref), len(layers), len(cfg.RootFS.DiffIDs))
 	}
+	if !isSHA256(m.Config.Digest) {
+		return nil, fmt.Errorf("%w: %s: config digest %q: only sha256 digests are supported", ErrVerify, Name(ref), m.Config.Digest)
+	}
 	rec := &Record{
 		Name:        Name(ref),
 		Digest:      mdigest,

@@ -39,7 +39,37 @@ func (g *globalOptions) authFile(flag string) string {
 }
 
 func (g *globalOptions) imageStore() (*image.Store, error) {
-	return image.Open(g.root, image.Options{Logger: g.logger})
+	hc, err := g.loadHostConfig()
+	if err != nil {
+		return nil, err
+	}
+	return image.Open(g.root, image.Options{Logger: g.logger, MaxLayerSize: hc.MaxLayerSize})
+}
+
+// autoGC enforces the image GC watermarks after content was added. Failure
+// to collect does not fail the command that added content.
+func (g *globalOptions) autoGC(cmd *cobra.Command, st *image.Store, added ...*image.Record) {
+	hc, err := g.loadHostConfig()
+	if err != nil || hc.ImageGC.Disabled {
+		return
+	}
+	// What the command just added is never collected by that command.
+	inUse := func(r *image.Record) (bool, string) {
+		for _, a := range added {
+			if a.ID == r.ID {
+				return true, "the command that just added it"
+			}
+		}
+		return g.imageInUse(r)
+	}
+	rep, err := st.GC(cmd.Context(), hc.ImageGC.GCPolicy, inUse)
+	if err != nil {
+		g.logger.Warn("image GC failed", "err", err)
+		return
+	}
+	if len(rep.Images) > 0 || rep.Bytes > 0 {
+		g.logger.Info("image GC: disk above the high watermark", "usedBefore", rep.UsedPercentBefore, "usedAfter", rep.UsedPercentAfter, "removed", rep.Images, "freed", humanSize(rep.Bytes))
+	}
 }
 
 // pullOptions builds the endpoints (mirrors, CAs, auth) for a pull from the
@@ -102,6 +132,7 @@ func newPullCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			g.autoGC(cmd, st, rec)
 			if quiet {
 				fmt.Fprintln(g.stdout, rec.Digest)
 				return nil
@@ -338,6 +369,7 @@ func newLoadCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			g.autoGC(cmd, st, recs...)
 			for _, r := range recs {
 				fmt.Fprintf(g.stdout, "Loaded image: %s\n", image.FamiliarName(r.Name))
 			}

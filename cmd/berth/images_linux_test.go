@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/berth-dev/berth/image"
 	"github.com/berth-dev/berth/internal/testrig"
 	"github.com/berth-dev/berth/internal/testrig/registry"
@@ -181,4 +183,32 @@ func TestCLIImageErrors(t *testing.T) {
 	bad := filepath.Join(c.config, "registries.json")
 	os.WriteFile(bad, []byte(`{"registries": {"x.io": {"mirrorz": []}}}`), 0o600)
 	c.fails("mirrorz", "pull", "x.io/a:1")
+}
+
+// TestCLIAutoGC: with the state root on a small filesystem and a low high
+// watermark in berth.json, a pull that crosses it removes the least
+// recently used other image, never the one just pulled.
+func TestCLIAutoGC(t *testing.T) {
+	c := newCLI(t)
+	if err := unix.Mount("tmpfs", c.root, "tmpfs", 0, "size=40m"); err != nil {
+		t.Fatalf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(c.root, unix.MNT_DETACH) })
+	os.WriteFile(filepath.Join(c.config, "berth.json"), []byte(`{"imageGC": {"highWatermarkPercent": 30, "lowWatermarkPercent": 20}}`), 0o600)
+	r := registry.Start(t)
+	// Each image: one layer of ~6 MiB random data (blob + snapshot ~12 MiB).
+	testimage.Push(t, testimage.Random(t, 1, 6<<20, testimage.WithSeed(1)), r.Ref("a:1"))
+	testimage.Push(t, testimage.Random(t, 1, 6<<20, testimage.WithSeed(2)), r.Ref("b:1"))
+
+	c.ok("pull", "-q", r.Ref("a:1")) // ~30% used: at the watermark, nothing to do
+	c.ok("pull", "-q", r.Ref("b:1")) // ~60%: a goes, b stays
+	out := c.ok("images")
+	if strings.Contains(out, r.Host+"/a") || !strings.Contains(out, r.Host+"/b") {
+		t.Fatalf("after crossing the high watermark, images:\n%s", out)
+	}
+
+	os.WriteFile(filepath.Join(c.config, "berth.json"), []byte(`{"imageGC": {"highWatermarkPercent": 20, "lowWatermarkPercent": 30}}`), 0o600)
+	c.fails("invalid image GC watermarks", "images")
+	os.WriteFile(filepath.Join(c.config, "berth.json"), []byte(`{"imageGC": {"disabled": true}, "bogus": 1}`), 0o600)
+	c.fails(`unknown field "bogus"`, "images")
 }
