@@ -385,6 +385,7 @@ func (s *Store) ingestLayer(ctx context.Context, l Layer, open func(Layer) (io.R
 	}
 	defer lock.Unlock()
 	s.removeTemps(snapshotsDir, l.ChainID.Hex)
+	s.removeTemps(blobsDir, l.ChainID.Hex)
 
 	haveBlob, haveSnap := s.hasBlob(l.Digest, l.Size), s.hasSnapshot(l.ChainID)
 	if haveBlob && haveSnap {
@@ -402,7 +403,7 @@ func (s *Store) ingestLayer(ctx context.Context, l Layer, open func(Layer) (io.R
 		if src, err = open(l); err != nil {
 			return err
 		}
-		if bw, err = s.newBlobWriter(l.Digest, l.Size); err != nil {
+		if bw, err = s.newBlobWriterKeyed(l.Digest, l.Size, l.ChainID.Hex); err != nil {
 			src.Close()
 			return err
 		}
@@ -447,7 +448,7 @@ func (s *Store) ingestLayer(ctx context.Context, l Layer, open func(Layer) (io.R
 		if res.DiffID != l.DiffID.String() {
 			return fmt.Errorf("%w: layer %s uncompressed to %s, the image config says %s", ErrVerify, l.Digest, res.DiffID, l.DiffID)
 		}
-		meta := snapshotMeta{ChainID: l.ChainID, DiffID: l.DiffID, Size: res.Size, Entries: res.Entries, Created: time.Now().UTC()}
+		meta := snapshotMeta{ChainID: l.ChainID, DiffID: l.DiffID, Size: res.Size, Entries: res.Entries, OpaqueRoot: res.OpaqueRoot, Created: time.Now().UTC()}
 		if err := writeJSON(filepath.Join(tmp, "meta.json"), meta); err != nil {
 			return err
 		}

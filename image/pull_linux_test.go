@@ -3,6 +3,7 @@
 package image
 
 import (
+	"archive/tar"
 	"context"
 	"errors"
 	"os"
@@ -269,5 +270,25 @@ func TestPullHostileLayer(t *testing.T) {
 	}
 	if _, err := s.Get(r.Ref("evil:1")); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("record of a refused image: %v", err)
+	}
+}
+
+// TestPullOpaqueRoot: a layer opaque at its root hides every lower layer in
+// the merged view (overlayfs alone would ignore the marker there).
+func TestPullOpaqueRoot(t *testing.T) {
+	s := newStore(t)
+	r := registry.Start(t)
+	top := testimage.NewLayer().Raw(tar.Header{Name: ".wh..wh..opq", Typeflag: tar.TypeReg, Mode: 0o644}, nil).File("only", []byte("top"), 0o644)
+	testimage.Push(t, testimage.Busybox(t, testimage.WithLayers(top)), r.Ref("opq:1"))
+	rec, err := s.Pull(context.Background(), r.Ref("opq:1"), pullOpts(r))
+	if err != nil {
+		t.Fatal(err)
+	}
+	merged := mountMerged(t, s, rec)
+	if _, err := os.Stat(filepath.Join(merged, "bin/busybox")); err == nil {
+		t.Fatal("lower layer shows through a root-opaque layer")
+	}
+	if b, err := os.ReadFile(filepath.Join(merged, "only")); err != nil || string(b) != "top" {
+		t.Fatalf("top layer: %q %v", b, err)
 	}
 }

@@ -76,7 +76,11 @@ type snapshotMeta struct {
 	DiffID  v1.Hash   `json:"diffID"`
 	Size    int64     `json:"size"`
 	Entries int       `json:"entries"`
-	Created time.Time `json:"created"`
+	// OpaqueRoot: the layer hides everything below it (".wh..wh..opq" at
+	// its root), which overlayfs ignores on a lower dir's root, so the
+	// layers below are left out of the mount.
+	OpaqueRoot bool      `json:"opaqueRoot,omitempty"`
+	Created    time.Time `json:"created"`
 }
 
 const (
@@ -163,10 +167,18 @@ type blobWriter struct {
 }
 
 func (s *Store) newBlobWriter(want v1.Hash, size int64) (*blobWriter, error) {
+	return s.newBlobWriterKeyed(want, size, want.Hex)
+}
+
+// newBlobWriterKeyed names the temp file after key: a layer's writer uses
+// its chain ID, whose lock it holds, so the next holder of that lock can
+// remove what a killed writer left (removeTemps) without touching the temp
+// file of a live writer of the same blob under another chain ID.
+func (s *Store) newBlobWriterKeyed(want v1.Hash, size int64, key string) (*blobWriter, error) {
 	if want.Algorithm != "sha256" {
 		return nil, fmt.Errorf("%w: unsupported digest algorithm %q", ErrVerify, want.Algorithm)
 	}
-	f, err := os.CreateTemp(filepath.Join(s.root, blobsDir), tmpPrefix+want.Hex+"-")
+	f, err := os.CreateTemp(filepath.Join(s.root, blobsDir), tmpPrefix+key+"-")
 	if err != nil {
 		return nil, fmt.Errorf("blob %s: %w", want, err)
 	}
@@ -339,8 +351,16 @@ func (s *Store) Manifest(rec *Record) (*v1.Manifest, error) {
 func (s *Store) LayerDirs(rec *Record) ([]string, error) {
 	dirs := make([]string, 0, len(rec.Layers))
 	for _, l := range rec.Layers {
-		if !s.hasSnapshot(l.ChainID) {
+		b, err := os.ReadFile(filepath.Join(s.snapshotPath(l.ChainID), "meta.json"))
+		if err != nil {
 			return nil, fmt.Errorf("%w: snapshot %s of %s is missing; pull the image again", ErrNotFound, l.ChainID, rec.Name)
+		}
+		var meta snapshotMeta
+		if err := json.Unmarshal(b, &meta); err != nil {
+			return nil, fmt.Errorf("snapshot %s: meta.json: %w", l.ChainID, err)
+		}
+		if meta.OpaqueRoot {
+			dirs = dirs[:0]
 		}
 		dirs = append(dirs, s.SnapshotDir(l.ChainID))
 	}
