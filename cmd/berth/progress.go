@@ -70,29 +70,33 @@ func (pp *pullProgress) update(ev image.Progress) {
 	if b == nil {
 		b = pp.p.AddBar(ev.Total,
 			mpb.PrependDecorators(decor.Name(id+" "), decor.Counters(decor.SizeB1024(0), "% .1f / % .1f", decor.WCSyncSpace)),
-			mpb.AppendDecorators(decor.OnComplete(decor.EwmaSpeed(decor.SizeB1024(0), "% .1f", 30, decor.WCSyncSpace), "done"),
-				decor.OnComplete(decor.EwmaETA(decor.ET_STYLE_MMSS, 30, decor.WCSyncSpace), "")),
+			mpb.AppendDecorators(decor.OnComplete(decor.AverageSpeed(decor.SizeB1024(0), "% .1f", decor.WCSyncSpace), "done"),
+				decor.OnComplete(decor.AverageETA(decor.ET_STYLE_MMSS, decor.WCSyncSpace), "")),
 		)
 		pp.bars[id] = b
 		pp.totalN += ev.Total
 		if pp.total == nil {
-			pp.total = pp.p.AddBar(pp.totalN, mpb.BarPriority(1<<30),
+			// Total 0 at creation: the bar completes only when finish says
+			// so, not when the first layer's size is reached.
+			pp.total = pp.p.AddBar(0, mpb.BarPriority(1<<30),
 				mpb.PrependDecorators(decor.Name("total        "), decor.Counters(decor.SizeB1024(0), "% .1f / % .1f", decor.WCSyncSpace)),
 				mpb.AppendDecorators(decor.AverageSpeed(decor.SizeB1024(0), "% .1f", decor.WCSyncSpace)))
-		} else {
-			pp.total.SetTotal(pp.totalN, false)
 		}
+		pp.total.SetTotal(pp.totalN, false)
 	}
-	delta := ev.Current - pp.cur[id]
 	pp.cur[id] = ev.Current
-	pp.total.IncrInt64(delta)
 	switch ev.Phase {
 	case image.PhasePulling:
-		b.EwmaSetCurrent(ev.Current, 100*time.Millisecond)
+		b.SetCurrent(ev.Current)
 	case image.PhaseExists, image.PhaseDone:
 		b.SetCurrent(ev.Total)
 		b.SetTotal(ev.Total, true)
 	}
+	var sum int64
+	for _, n := range pp.cur {
+		sum += n
+	}
+	pp.total.SetCurrent(sum)
 }
 
 // finish stops the bars; ok says whether the pull succeeded.
