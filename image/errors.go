@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -44,7 +45,7 @@ func (e *RegistryError) Error() string {
 func (e *RegistryError) Unwrap() error { return e.Err }
 
 // Temporary reports whether the failure may go away on retry: timeouts,
-// connection failures, 408, 429 and 5xx.
+// connection failures (a body cut short included), 408, 429 and 5xx.
 func (e *RegistryError) Temporary() bool {
 	switch {
 	case e.StatusCode == http.StatusRequestTimeout, e.StatusCode == http.StatusTooManyRequests:
@@ -53,7 +54,7 @@ func (e *RegistryError) Temporary() bool {
 		return true
 	case e.StatusCode == 0:
 		var ne net.Error
-		return errors.As(e.Err, &ne) || errors.Is(e.Err, context.DeadlineExceeded)
+		return errors.As(e.Err, &ne) || errors.Is(e.Err, context.DeadlineExceeded) || errors.Is(e.Err, io.ErrUnexpectedEOF)
 	}
 	return false
 }

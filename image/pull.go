@@ -207,7 +207,52 @@ func (s *Store) pullFrom(ctx context.Context, ref name.Reference, ep Endpoint, w
 		return nil, fmt.Errorf("%s: unsupported manifest media type %q", Name(ref), desc.MediaType)
 	}
 
-	return s.ingestImage(ctx, ref, img, indexDigest, indexRaw, o, registry)
+	return s.ingestImage(ctx, ref, registryImage{img, registry}, indexDigest, indexRaw, o, registry)
+}
+
+// registryImage marks read errors of its layers' bodies as the registry's:
+// a connection that breaks in the middle of a layer (io.ErrUnexpectedEOF,
+// a reset) is then a retryable *RegistryError, not a bare read error.
+type registryImage struct {
+	v1.Image
+	registry string
+}
+
+func (i registryImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
+	l, err := i.Image.LayerByDigest(h)
+	if err != nil {
+		return nil, err
+	}
+	return registryLayer{l, i.registry}, nil
+}
+
+type registryLayer struct {
+	v1.Layer
+	registry string
+}
+
+func (l registryLayer) Compressed() (io.ReadCloser, error) {
+	rc, err := l.Layer.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	return &registryBody{rc, l.registry}, nil
+}
+
+type registryBody struct {
+	io.ReadCloser
+	registry string
+}
+
+func (b *registryBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return n, &RegistryError{Registry: b.registry, Message: "layer download cut short: " + err.Error(), Err: err}
+	}
+	if err != nil && err != io.EOF {
+		err = classify(b.registry, err) // network errors; others (ggcr's digest check) stay as they are
+	}
+	return n, err
 }
 
 // ingestImage stores one image (manifest, config, layers) under ref's name.

@@ -46,15 +46,15 @@ type rbProxy struct {
 	rp   *httputil.ReverseProxy
 	stop chan struct{}
 
-	mu    sync.Mutex
-	gets  map[string]int // GET .../blobs/<digest>, by digest
-	reqs  map[string]int // by "METHOD path"
-	rate  int64          // bytes per second per blob body; 0 for full speed
-	hold  map[string]bool
-	fail  func(r *http.Request, n int) int
-	hang  bool
-	gate  chan struct{}
-	codes []int // statuses answered or proxied, in order
+	mu   sync.Mutex
+	gets map[string]int  // GET .../blobs/<digest>, by digest
+	reqs map[string]int  // by "METHOD path"
+	rate int64           // bytes per second per blob body; 0 for full speed
+	hold map[string]bool // blob digests whose body stalls half way
+	cut  map[string]bool // blob digests whose connection is cut half way
+	fail func(r *http.Request, n int) int
+	hang bool
+	gate chan struct{}
 }
 
 // rbStartProxy starts a proxy to the registry at host ("127.0.0.1:PORT",
@@ -64,7 +64,7 @@ func rbStartProxy(t *testing.T, host string) *rbProxy {
 	target := &url.URL{Scheme: "http", Host: host}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil
-	p := &rbProxy{stop: make(chan struct{}), gets: map[string]int{}, reqs: map[string]int{}, hold: map[string]bool{}}
+	p := &rbProxy{stop: make(chan struct{}), gets: map[string]int{}, reqs: map[string]int{}, hold: map[string]bool{}, cut: map[string]bool{}}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        func(pr *httputil.ProxyRequest) { pr.SetURL(target) },
 		Transport:      tr,
@@ -121,9 +121,6 @@ func (p *rbProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if fail != nil {
 		if code := fail(r, n); code != 0 {
-			p.mu.Lock()
-			p.codes = append(p.codes, code)
-			p.mu.Unlock()
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(code)
 			fmt.Fprintf(w, `{"errors":[{"code":"UNAVAILABLE","message":"injected status %d"}]}`, code)
@@ -146,19 +143,18 @@ func (p *rbProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (p *rbProxy) modify(resp *http.Response) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.codes = append(p.codes, resp.StatusCode)
 	d := rbBlobDigest(resp.Request.URL.Path)
 	if d == "" || resp.Request.Method != http.MethodGet || resp.StatusCode != http.StatusOK {
 		return nil
 	}
 	holdAt := int64(-1)
-	if p.hold[d] {
+	if p.hold[d] || p.cut[d] {
 		holdAt = resp.ContentLength / 2
 	}
 	if p.rate == 0 && holdAt < 0 {
 		return nil
 	}
-	resp.Body = &rbSlowBody{rc: resp.Body, ctx: resp.Request.Context(), stop: p.stop, rate: p.rate, holdAt: holdAt}
+	resp.Body = &rbSlowBody{rc: resp.Body, ctx: resp.Request.Context(), stop: p.stop, rate: p.rate, holdAt: holdAt, cut: p.cut[d]}
 	return nil
 }
 
@@ -171,7 +167,7 @@ func (p *rbProxy) set(f func(p *rbProxy)) {
 
 // reset clears the counters.
 func (p *rbProxy) reset() {
-	p.set(func(p *rbProxy) { clear(p.gets); clear(p.reqs); p.codes = nil })
+	p.set(func(p *rbProxy) { clear(p.gets); clear(p.reqs) })
 }
 
 // blobGets is how many times the blob was fetched with GET.
@@ -189,18 +185,23 @@ func (p *rbProxy) requests(method, path string) int {
 }
 
 // rbSlowBody throttles a body to rate bytes per second and, with holdAt >= 0,
-// stops after holdAt bytes until the request or the proxy ends.
+// stops after holdAt bytes until the request or the proxy ends, or, with
+// cut, fails there, which makes the ReverseProxy drop the connection.
 type rbSlowBody struct {
 	rc     io.ReadCloser
 	ctx    context.Context
 	stop   chan struct{}
 	rate   int64
 	holdAt int64
+	cut    bool
 	n      int64
 }
 
 func (b *rbSlowBody) Read(buf []byte) (int, error) {
 	if b.holdAt >= 0 && b.n >= b.holdAt {
+		if b.cut {
+			return 0, errors.New("connection cut by the test proxy")
+		}
 		select {
 		case <-b.ctx.Done():
 			return 0, b.ctx.Err()
@@ -271,11 +272,10 @@ func TestHelperPull(t *testing.T) {
 
 // rbProc is a child process pulling into a store.
 type rbProc struct {
-	cmd    *exec.Cmd
-	out    bytes.Buffer
-	done   chan struct{}
-	err    error // Wait's, once done is closed
-	killed bool
+	cmd  *exec.Cmd
+	out  bytes.Buffer
+	done chan struct{}
+	err  error // Wait's, once done is closed
 }
 
 // rbChild starts a child process that pulls ref into root; it is killed at
@@ -321,7 +321,6 @@ func (c *rbProc) kill(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-c.done
-	c.killed = true
 }
 
 // wait waits for a successful exit and returns the final phase of each layer.

@@ -72,10 +72,10 @@ type Layer struct {
 
 // snapshotMeta is written inside a snapshot before it is renamed into place.
 type snapshotMeta struct {
-	ChainID v1.Hash   `json:"chainID"`
-	DiffID  v1.Hash   `json:"diffID"`
-	Size    int64     `json:"size"`
-	Entries int       `json:"entries"`
+	ChainID v1.Hash `json:"chainID"`
+	DiffID  v1.Hash `json:"diffID"`
+	Size    int64   `json:"size"`
+	Entries int     `json:"entries"`
 	// OpaqueRoot: the layer hides everything below it (".wh..wh..opq" at
 	// its root), which overlayfs ignores on a lower dir's root, so the
 	// layers below are left out of the mount.
