@@ -7,6 +7,7 @@ import (
 
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/cgroups/manager"
+	"golang.org/x/sys/unix"
 )
 
 // removeCgroupParent removes a parent cgroup (for example "berth") that
@@ -22,4 +23,19 @@ func removeCgroupParent(name string) error {
 		return fmt.Errorf("remove cgroup parent %s: %w", name, err)
 	}
 	return nil
+}
+
+// removeCgroupParentIfEmpty removes a parent cgroup's directories that hold
+// no child cgroup any more. Unlike the manager's Destroy it never recurses
+// into children, so a concurrent container's cgroup is safe; a busy parent
+// stays. The paths come from the cgroup manager, so v1, hybrid and v2 hosts
+// are all covered.
+func removeCgroupParentIfEmpty(name string) {
+	m, err := manager.New(&cgroups.Cgroup{Name: name, Resources: &cgroups.Resources{}})
+	if err != nil {
+		return
+	}
+	for _, p := range m.GetPaths() {
+		_ = unix.Rmdir(p) // EBUSY/ENOTEMPTY: still in use
+	}
 }

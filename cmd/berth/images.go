@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -489,9 +491,25 @@ func newLogoutCommand(g *globalOptions) *cobra.Command {
 	return cmd
 }
 
-// imageInUse protects images that tasks or services need; tasks arrive
-// with the run issue, so nothing is in use yet.
-func (g *globalOptions) imageInUse(*image.Record) (bool, string) { return false, "" }
+// imageInUse protects images that tasks need (services will add theirs).
+func (g *globalOptions) imageInUse(rec *image.Record) (bool, string) {
+	rt, err := g.runtime()
+	if err != nil {
+		return true, "an unreadable task list (" + err.Error() + ")"
+	}
+	tasks, err := rt.List()
+	if err != nil {
+		return true, "an unreadable task list (" + err.Error() + ")"
+	}
+	for _, t := range tasks {
+		for _, c := range t.Containers {
+			if c.ImageID == rec.ID.String() {
+				return true, "task " + t.Name
+			}
+		}
+	}
+	return false, ""
+}
 
 func exactArgs(n int, msg string) cobra.PositionalArgs {
 	return func(_ *cobra.Command, args []string) error {

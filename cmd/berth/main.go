@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command berth runs ECS-style tasks and services on one Linux host.
 package main
 

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -99,6 +101,14 @@ kernel with nf_tables, and keeps services running.`,
 		newSaveCommand(g),
 		newLoginCommand(g),
 		newLogoutCommand(g),
+		newRunCommand(g),
+		newPsCommand(g),
+		newLogsCommand(g),
+		newStopCommand(g),
+		newKillCommand(g),
+		newRmCommand(g),
+		newInspectCommand(g),
+		newMonitorCommand(g),
 		newInitCommand(),
 	)
 	return root

@@ -1,0 +1,313 @@
+//go:build linux
+
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
+	"github.com/opencontainers/runc/libcontainer/specconv"
+	"github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// MonitorArg is the hidden command under which the CLI re-executes berth
+// as a task's monitor: `berth monitor TASK-ID`, with the ready pipe as fd 3.
+const MonitorArg = monitorArg
+
+// RunMonitor is the per-task monitor. It is the parent of the task's
+// containers: it starts them, reports on fd 3 ("ok" or the start error),
+// writes their output to the logs, waits for their exits, records exit
+// codes, signals and OOM kills in the task state, then cleans up (and
+// removes the task when it was created with AutoRemove). It ignores
+// SIGINT/SIGHUP so a terminal going away does not take the task with it.
+func (r *Runtime) RunMonitor(id string) error {
+	signal.Ignore(unix.SIGINT, unix.SIGHUP, unix.SIGPIPE)
+	ready := os.NewFile(3, "ready")
+	report := func(msg string) {
+		if ready != nil {
+			ready.WriteString(msg + "\n")
+			ready.Close()
+			ready = nil
+		}
+	}
+	defer report("monitor failed")
+	// An attached client wants the final state (it may be gone: EPIPE).
+	var exitPipe *os.File
+	if os.Getenv(monitorExitFDEnv) == "4" {
+		exitPipe = os.NewFile(4, "exit")
+		os.Unsetenv(monitorExitFDEnv)
+	}
+	sendExit := func() {
+		if exitPipe == nil {
+			return
+		}
+		if final, err := r.Get(id); err == nil {
+			json.NewEncoder(exitPipe).Encode(final)
+		}
+		exitPipe.Close()
+		exitPipe = nil
+	}
+	defer sendExit()
+	t, err := r.Get(id)
+	if err != nil {
+		report(err.Error())
+		return err
+	}
+	ctx := context.Background()
+
+	type running struct {
+		c    *Container
+		lc   *libcontainer.Container
+		p    *libcontainer.Process
+		oom  <-chan struct{}
+		out  *streamWriter
+		errw *streamWriter
+		log  *logFile
+	}
+	var started []*running
+	fail := func(c *Container, err error) error {
+		msg := err.Error()
+		code := startErrorCode(msg)
+		r.update(ctx, id, func(t *Task) {
+			t.Status = TaskStopped
+			t.StopCode = StopTaskFailedToStart
+			t.Reason = msg
+			t.MonitorPID = 0
+			if tc := t.Container(c.Name); tc != nil {
+				tc.Status = ContainerStopped
+				tc.Error = msg
+				tc.ExitCode = &code
+				tc.Finished = time.Now().UTC()
+			}
+		})
+		report(msg)
+		for _, s := range started {
+			s.lc.Signal(unix.SIGKILL)
+			s.p.Wait()
+		}
+		sendExit()
+		r.finish(id)
+		return err
+	}
+	for _, c := range t.Containers {
+		lc, p, err := r.startContainer(t, c)
+		if err != nil {
+			return fail(c, err)
+		}
+		rn := &running{c: c, lc: lc, p: p}
+		rn.log, err = openLogFile(r.LogPath(t.ID, c.Name), c.LogMaxSize, c.LogMaxFiles)
+		if err != nil {
+			return fail(c, err)
+		}
+		rn.out = &streamWriter{log: rn.log, stream: "stdout"}
+		rn.errw = &streamWriter{log: rn.log, stream: "stderr"}
+		p.Stdout, p.Stderr = rn.out, rn.errw
+		if err := lc.Start(p); err != nil {
+			return fail(c, err)
+		}
+		rn.oom, _ = lc.NotifyOOM()
+		if err := lc.Exec(); err != nil {
+			return fail(c, err)
+		}
+		pid, _ := p.Pid()
+		started = append(started, rn)
+		r.update(ctx, id, func(t *Task) {
+			if tc := t.Container(c.Name); tc != nil {
+				tc.Status = ContainerRunning
+				tc.Pid = pid
+				tc.Started = time.Now().UTC()
+			}
+		})
+	}
+	r.update(ctx, id, func(t *Task) {
+		t.Status = TaskRunning
+		t.MonitorPID = os.Getpid()
+	})
+	report("ok")
+
+	var wg sync.WaitGroup
+	for _, rn := range started {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ps, err := rn.p.Wait()
+			rn.out.flush()
+			rn.errw.flush()
+			rn.log.Close()
+			code, sig := -1, ""
+			if ps != nil {
+				if ws, ok := ps.Sys().(syscall.WaitStatus); ok {
+					switch {
+					case ws.Exited():
+						code = ws.ExitStatus()
+					case ws.Signaled():
+						code = 128 + int(ws.Signal())
+						sig = unix.SignalName(ws.Signal())
+					}
+				}
+			} else if err != nil {
+				r.log.Warn("wait", "container", rn.c.Name, "err", err)
+			}
+			oom := false
+			if rn.oom != nil {
+				select {
+				case _, ok := <-rn.oom:
+					oom = ok
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+			r.update(ctx, id, func(t *Task) {
+				tc := t.Container(rn.c.Name)
+				if tc == nil {
+					return
+				}
+				tc.Status = ContainerStopped
+				tc.Finished = time.Now().UTC()
+				if code >= 0 {
+					tc.ExitCode = &code
+				}
+				tc.Signal = sig
+				tc.OOMKilled = oom
+			})
+		}()
+	}
+	wg.Wait()
+	r.update(ctx, id, func(t *Task) {
+		t.Status = TaskStopped
+		if t.StopCode == "" {
+			t.StopCode = StopEssentialContainerExited
+			t.Reason = "essential container exited"
+		}
+		t.MonitorPID = 0
+	})
+	sendExit()
+	return r.finish(id)
+}
+
+// finish releases what a stopped task holds, keeping its record and logs
+// (or removing everything for AutoRemove tasks).
+func (r *Runtime) finish(id string) error {
+	t, err := r.Get(id)
+	if err != nil {
+		return err
+	}
+	if t.AutoRemove {
+		return r.cleanup(t)
+	}
+	var errs []error
+	for _, c := range t.Containers {
+		if lc, err := libcontainer.Load(r.lcRoot, lcID(t.ID, c.Name)); err == nil {
+			if err := lc.Destroy(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		rootfs := filepath.Join(r.ctrDir(t.ID, c.Name), "rootfs")
+		if err := unix.Unmount(rootfs, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+			errs = append(errs, err)
+		}
+	}
+	removeCgroupParentIfEmpty(cgroupParent)
+	os.RemoveAll(r.runDir(id))
+	return errors.Join(errs...)
+}
+
+// update changes the task record under its lock.
+func (r *Runtime) update(ctx context.Context, id string, fn func(*Task)) {
+	var t Task
+	err := r.st.Update(ctx, taskKey(id), &t, func(exists bool) error {
+		if !exists {
+			return ErrNotFound
+		}
+		fn(&t)
+		return nil
+	})
+	if err != nil {
+		r.log.Error("update task state", "task", id, "err", err)
+	}
+}
+
+// startContainer creates the libcontainer container from the bundle and
+// the process to run in it (not yet started).
+func (r *Runtime) startContainer(t *Task, c *Container) (*libcontainer.Container, *libcontainer.Process, error) {
+	b, err := os.ReadFile(filepath.Join(r.ctrDir(t.ID, c.Name), "config.json"))
+	if err != nil {
+		return nil, nil, err
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(b, &spec); err != nil {
+		return nil, nil, fmt.Errorf("bundle of %s: %w", c.Name, err)
+	}
+	lcid := lcID(t.ID, c.Name)
+	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: lcid, Spec: &spec, NoNewKeyring: true})
+	if err != nil {
+		return nil, nil, fmt.Errorf("container %s: %w", c.Name, err)
+	}
+	cfg.Cgroups.Path = ""
+	cfg.Cgroups.Name = lcid
+	cfg.Cgroups.Parent = cgroupParent
+	// A leftover from a crashed attempt with the same ID would block us.
+	if old, err := libcontainer.Load(r.lcRoot, lcid); err == nil {
+		old.Destroy()
+	}
+	lc, err := libcontainer.Create(r.lcRoot, lcid, cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create container %s: %w", c.Name, err)
+	}
+	p, err := newProcess(spec.Process)
+	if err != nil {
+		lc.Destroy()
+		return nil, nil, err
+	}
+	p.Init = true
+	return lc, p, nil
+}
+
+// newProcess turns the spec's process into libcontainer's.
+func newProcess(sp *specs.Process) (*libcontainer.Process, error) {
+	if sp == nil {
+		return nil, errors.New("spec has no process")
+	}
+	nnp := sp.NoNewPrivileges
+	p := &libcontainer.Process{
+		Args:            sp.Args,
+		Env:             sp.Env,
+		UID:             int(sp.User.UID),
+		GID:             int(sp.User.GID),
+		Cwd:             sp.Cwd,
+		NoNewPrivileges: &nnp,
+	}
+	for _, g := range sp.User.AdditionalGids {
+		p.AdditionalGroups = append(p.AdditionalGroups, int(g))
+	}
+	if c := sp.Capabilities; c != nil {
+		p.Capabilities = &configs.Capabilities{Bounding: c.Bounding, Effective: c.Effective, Inheritable: c.Inheritable, Permitted: c.Permitted, Ambient: c.Ambient}
+	}
+	for _, rl := range sp.Rlimits {
+		typ, ok := rlimitTypes[rl.Type]
+		if !ok {
+			return nil, fmt.Errorf("unknown rlimit %q", rl.Type)
+		}
+		p.Rlimits = append(p.Rlimits, configs.Rlimit{Type: typ, Hard: rl.Hard, Soft: rl.Soft})
+	}
+	return p, nil
+}
+
+var rlimitTypes = map[string]int{
+	"RLIMIT_CPU": unix.RLIMIT_CPU, "RLIMIT_FSIZE": unix.RLIMIT_FSIZE, "RLIMIT_DATA": unix.RLIMIT_DATA,
+	"RLIMIT_STACK": unix.RLIMIT_STACK, "RLIMIT_CORE": unix.RLIMIT_CORE, "RLIMIT_RSS": unix.RLIMIT_RSS,
+	"RLIMIT_NPROC": unix.RLIMIT_NPROC, "RLIMIT_NOFILE": unix.RLIMIT_NOFILE, "RLIMIT_MEMLOCK": unix.RLIMIT_MEMLOCK,
+	"RLIMIT_AS": unix.RLIMIT_AS, "RLIMIT_LOCKS": unix.RLIMIT_LOCKS, "RLIMIT_SIGPENDING": unix.RLIMIT_SIGPENDING,
+	"RLIMIT_MSGQUEUE": unix.RLIMIT_MSGQUEUE, "RLIMIT_NICE": unix.RLIMIT_NICE, "RLIMIT_RTPRIO": unix.RLIMIT_RTPRIO,
+	"RLIMIT_RTTIME": unix.RLIMIT_RTTIME,
+}

@@ -1,0 +1,751 @@
+//go:build linux
+
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/internal/store"
+)
+
+// Config locates a Runtime's state.
+type Config struct {
+	// Root is the state root (tasks/ lives under it); RunRoot the runtime
+	// state that a reboot clears (libcontainer's state, sockets).
+	Root, RunRoot string
+	// Exe is the berth binary the monitor runs as; "" means this process's.
+	Exe    string
+	Logger *slog.Logger
+}
+
+// Runtime runs tasks through libcontainer, each under a monitor process.
+type Runtime struct {
+	cfg    Config
+	st     *store.Store
+	lcRoot string
+	log    *slog.Logger
+}
+
+// cgroupParent holds every berth container's cgroup.
+const cgroupParent = "berth"
+
+// New opens the runtime under cfg's directories.
+func New(cfg Config) (*Runtime, error) {
+	if cfg.Exe == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Exe = exe
+	}
+	st, err := store.Open(cfg.Root)
+	if err != nil {
+		return nil, err
+	}
+	lcRoot := filepath.Join(cfg.RunRoot, "libcontainer")
+	if err := os.MkdirAll(lcRoot, 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.Root, "tasks"), 0o700); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Runtime{cfg: cfg, st: st, lcRoot: lcRoot, log: log}, nil
+}
+
+func taskKey(id string) string              { return "tasks/" + id + "/task.json" }
+func (r *Runtime) taskDir(id string) string { return filepath.Join(r.cfg.Root, "tasks", id) }
+func (r *Runtime) ctrDir(id, ctr string) string {
+	return filepath.Join(r.taskDir(id), ctr)
+}
+func (r *Runtime) runDir(id string) string { return filepath.Join(r.cfg.RunRoot, "tasks", id) }
+
+// LogPath is a container's current json-file log.
+func (r *Runtime) LogPath(id, ctr string) string {
+	return filepath.Join(r.ctrDir(id, ctr), "container.log")
+}
+
+func lcID(id, ctr string) string { return id[:12] + "-" + ctr }
+
+// ContainerConfig describes one container of a task to create.
+type ContainerConfig struct {
+	Name           string
+	Image, ImageID string
+	// Layers are the image's snapshot dirs, lowest first.
+	Layers   []string
+	ReadOnly bool
+	Stdin    bool
+	TTY      bool
+	// Log rotation; 0 means the defaults (10 MiB x 3).
+	LogMaxSize  int64
+	LogMaxFiles int
+	// Spec builds the OCI spec once the rootfs is mounted at rootfs (user
+	// names resolve through its /etc/passwd).
+	Spec func(rootfs string) (*specs.Spec, error)
+}
+
+// TaskConfig describes a task to create.
+type TaskConfig struct {
+	ID         string // "" = a fresh one
+	Name       string // "" = derived from the ID
+	Labels     map[string]string
+	AutoRemove bool
+	Containers []ContainerConfig
+}
+
+// Create prepares a task: rootfs mounts and OCI bundles for each container,
+// and its record. Nothing runs until Start. On error nothing is left.
+func (r *Runtime) Create(ctx context.Context, tc TaskConfig) (_ *Task, err error) {
+	if len(tc.Containers) == 0 {
+		return nil, errors.New("a task needs at least one container")
+	}
+	id := tc.ID
+	if id == "" {
+		id = NewID()
+	}
+	name := tc.Name
+	if name == "" {
+		name = "berth-" + id[:12]
+	}
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	lock, err := r.st.Lock(ctx, "task-names")
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Unlock()
+	tasks, err := r.List()
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range tasks {
+		if t.Name == name {
+			return nil, fmt.Errorf("%w: the name %q is used by task %s; remove it or pick another name", ErrExists, name, t.ID[:12])
+		}
+	}
+	t := &Task{ID: id, Name: name, Labels: tc.Labels, Created: time.Now().UTC(), Status: TaskPending, AutoRemove: tc.AutoRemove}
+	defer func() {
+		if err != nil {
+			r.cleanup(t)
+		}
+	}()
+	if err := os.MkdirAll(r.taskDir(id), 0o700); err != nil {
+		return nil, err
+	}
+	for _, cc := range tc.Containers {
+		if err := ValidateName(cc.Name); err != nil {
+			return nil, fmt.Errorf("container: %w", err)
+		}
+		if t.Container(cc.Name) != nil {
+			return nil, fmt.Errorf("container name %q used twice in one task", cc.Name)
+		}
+		c := &Container{Name: cc.Name, Image: cc.Image, ImageID: cc.ImageID, Layers: cc.Layers, ReadOnly: cc.ReadOnly,
+			Status: ContainerCreated, LogMaxSize: cc.LogMaxSize, LogMaxFiles: cc.LogMaxFiles, Stdin: cc.Stdin, TTY: cc.TTY}
+		if c.LogMaxSize <= 0 {
+			c.LogMaxSize = DefaultLogMaxSize
+		}
+		if c.LogMaxFiles <= 0 {
+			c.LogMaxFiles = DefaultLogMaxFiles
+		}
+		t.Containers = append(t.Containers, c)
+		rootfs, err := r.mountRootfs(id, c)
+		if err != nil {
+			return nil, err
+		}
+		spec, err := cc.Spec(rootfs)
+		if err != nil {
+			return nil, err
+		}
+		spec.Root = &specs.Root{Path: rootfs, Readonly: cc.ReadOnly || (spec.Root != nil && spec.Root.Readonly)}
+		b, err := json.MarshalIndent(spec, "", "\t")
+		if err != nil {
+			return nil, err
+		}
+		if err := store.WriteFileAtomic(filepath.Join(r.ctrDir(id, c.Name), "config.json"), b, 0o600); err != nil {
+			return nil, err
+		}
+		// The log exists from the start, so an attached client can follow
+		// it from its first byte.
+		f, err := os.OpenFile(r.LogPath(id, c.Name), os.O_CREATE|os.O_WRONLY, 0o640)
+		if err != nil {
+			return nil, err
+		}
+		f.Close()
+	}
+	if err := r.st.Put(taskKey(id), t); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// mountRootfs mounts the container's overlay: the image layers below a
+// per-container upper dir.
+func (r *Runtime) mountRootfs(id string, c *Container) (string, error) {
+	dir := r.ctrDir(id, c.Name)
+	upper, work, rootfs := filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "rootfs")
+	for _, d := range []string{upper, work, rootfs} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return "", err
+		}
+	}
+	if err := os.Chmod(upper, 0o755); err != nil {
+		return "", err
+	}
+	if len(c.Layers) == 0 {
+		return "", errors.New("image has no layers")
+	}
+	lower := make([]string, len(c.Layers))
+	for i, l := range c.Layers {
+		lower[len(c.Layers)-1-i] = l
+	}
+	opts := "lowerdir=" + strings.Join(lower, ":") + ",upperdir=" + upper + ",workdir=" + work + ",index=off"
+	if err := unix.Mount("overlay", rootfs, "overlay", 0, opts); err != nil {
+		return "", fmt.Errorf("mount rootfs of %s: %w", c.Name, err)
+	}
+	return rootfs, nil
+}
+
+// Get finds a task by ID, unique ID prefix or name, and reconciles what it
+// says with what is running (a killed monitor records no exit).
+func (r *Runtime) Get(ref string) (*Task, error) {
+	if ref == "" {
+		return nil, fmt.Errorf("%w: empty name", ErrNotFound)
+	}
+	var t Task
+	if len(ref) == 64 && isHexPrefix(ref) {
+		if err := r.st.Get(taskKey(ref), &t); err == nil {
+			return r.reconcile(&t), nil
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+	}
+	tasks, err := r.List()
+	if err != nil {
+		return nil, err
+	}
+	var found *Task
+	for _, c := range tasks {
+		if c.Name == ref {
+			return c, nil
+		}
+		if isHexPrefix(ref) && strings.HasPrefix(c.ID, ref) {
+			if found != nil {
+				return nil, fmt.Errorf("%w: %s", ErrAmbiguous, ref)
+			}
+			found = c
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, ref)
+	}
+	return found, nil
+}
+
+// List returns every task, newest first.
+func (r *Runtime) List() ([]*Task, error) {
+	ids, err := r.st.List("tasks")
+	if err != nil {
+		return nil, err
+	}
+	var out []*Task
+	for _, id := range ids {
+		var t Task
+		if err := r.st.Get(taskKey(id), &t); err != nil {
+			if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalidKey) {
+				continue // being created or removed
+			}
+			return nil, err
+		}
+		out = append(out, r.reconcile(&t))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
+	return out, nil
+}
+
+// reconcile marks containers whose monitor died and whose process is gone
+// as stopped (exit code unknown), without writing: readers stay cheap.
+func (r *Runtime) reconcile(t *Task) *Task {
+	if t.Status != TaskRunning && t.Status != TaskStopping {
+		return t
+	}
+	if t.MonitorPID != 0 && monitorAlive(t.MonitorPID, t.ID) {
+		return t
+	}
+	alive := false
+	for _, c := range t.Containers {
+		if c.Status == ContainerRunning && !r.containerRunning(t.ID, c.Name) {
+			c.Status = ContainerStopped
+		}
+		alive = alive || c.Status == ContainerRunning
+	}
+	if !alive {
+		t.Status = TaskStopped
+	}
+	return t
+}
+
+func (r *Runtime) containerRunning(id, ctr string) bool {
+	c, err := libcontainer.Load(r.lcRoot, lcID(id, ctr))
+	if err != nil {
+		return false
+	}
+	st, err := c.Status()
+	return err == nil && (st == libcontainer.Running || st == libcontainer.Paused || st == libcontainer.Created)
+}
+
+// monitorAlive checks that pid is still the monitor of task id (and not a
+// recycled pid).
+func monitorAlive(pid int, id string) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil {
+		return false
+	}
+	return strings.Contains(string(b), "\x00"+monitorArg+"\x00") && strings.Contains(string(b), id)
+}
+
+// monitorArg is the hidden command the monitor runs as.
+const monitorArg = "monitor"
+
+// Attachment follows an attached task: its output and its end.
+type Attachment struct {
+	r    *Runtime
+	task *Task
+	log  *os.File
+	exit chan *Task
+	done chan struct{}
+	last *Task
+}
+
+// Start runs the task's monitor, which starts the containers, and waits
+// until they run (or failed to start).
+func (r *Runtime) Start(ctx context.Context, id string) error {
+	_, err := r.start(ctx, id, false)
+	return err
+}
+
+// StartAttached starts the task like Start and returns an Attachment that
+// streams the first container's output from its first byte and reports the
+// task's final state, even when the task removes itself (AutoRemove).
+func (r *Runtime) StartAttached(ctx context.Context, id string) (*Attachment, error) {
+	return r.start(ctx, id, true)
+}
+
+func (r *Runtime) start(ctx context.Context, id string, attach bool) (*Attachment, error) {
+	t, err := r.Get(id)
+	if err != nil {
+		return nil, err
+	}
+	var a *Attachment
+	var exitW *os.File
+	if attach {
+		lf, err := os.Open(r.LogPath(t.ID, t.Containers[0].Name))
+		if err != nil {
+			return nil, err
+		}
+		exitR, w, err := os.Pipe()
+		if err != nil {
+			lf.Close()
+			return nil, err
+		}
+		exitW = w
+		a = &Attachment{r: r, task: t, log: lf, exit: make(chan *Task, 1), done: make(chan struct{})}
+		go func() {
+			defer exitR.Close()
+			var final Task
+			if err := json.NewDecoder(exitR).Decode(&final); err == nil {
+				a.exit <- &final
+			}
+			close(a.exit)
+		}()
+	}
+	if err := r.spawnMonitor(t, exitW); err != nil {
+		if a != nil {
+			a.log.Close()
+		}
+		return nil, err
+	}
+	return a, nil
+}
+
+// spawnMonitor starts the monitor and waits for its ready report. exitW,
+// when set, becomes the monitor's fd 4, on which it writes the final task
+// record as JSON.
+func (r *Runtime) spawnMonitor(t *Task, exitW *os.File) error {
+	if t.Status != TaskPending {
+		return fmt.Errorf("task %s is %s, not PENDING", t.Name, t.Status)
+	}
+	if err := os.MkdirAll(r.runDir(t.ID), 0o700); err != nil {
+		return err
+	}
+	rd, wr, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer rd.Close()
+	mlog, err := os.OpenFile(filepath.Join(r.taskDir(t.ID), "monitor.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		wr.Close()
+		return err
+	}
+	cmd := exec.Command(r.cfg.Exe, "--root", r.cfg.Root, "--run-root", r.cfg.RunRoot, monitorArg, t.ID)
+	cmd.Stdout, cmd.Stderr = mlog, mlog
+	cmd.ExtraFiles = []*os.File{wr} // fd 3: ready pipe
+	if exitW != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, exitW) // fd 4: final state
+		cmd.Env = append(os.Environ(), monitorExitFDEnv+"=4")
+		defer exitW.Close()
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Dir = "/"
+	err = cmd.Start()
+	wr.Close()
+	mlog.Close()
+	if err != nil {
+		return fmt.Errorf("start monitor: %w", err)
+	}
+	go cmd.Wait() // the monitor outlives us; reap it if we outlive it
+	b, _ := io.ReadAll(io.LimitReader(rd, 64<<10))
+	msg := strings.TrimSpace(string(b))
+	switch {
+	case msg == "ok":
+		return nil
+	case msg == "":
+		return fmt.Errorf("task %s: monitor exited before the containers started (see %s)", t.Name, filepath.Join(r.taskDir(t.ID), "monitor.log"))
+	default:
+		return &StartError{Msg: msg}
+	}
+}
+
+// monitorExitFDEnv tells the monitor that fd 4 wants the final state.
+const monitorExitFDEnv = "BERTH_MONITOR_EXIT_FD"
+
+// Stream copies the container's output to stdout and stderr until the task
+// stops, then returns its final state.
+func (a *Attachment) Stream(stdout, stderr io.Writer) (*Task, error) {
+	var final *Task
+	done := func() bool {
+		select {
+		case t, ok := <-a.exit:
+			if ok {
+				final = t
+			}
+			return true
+		default:
+		}
+		if final != nil {
+			return true
+		}
+		// No exit report (monitor killed): fall back to the record.
+		if t, err := a.r.Get(a.task.ID); err == nil && t.Status == TaskStopped {
+			final = t
+			return true
+		} else if err != nil && final == nil {
+			return false
+		}
+		return false
+	}
+	err := followLog(a.log, a.r.LogPath(a.task.ID, a.task.Containers[0].Name), LogOptions{Follow: true, Done: done}, stdout, stderr)
+	if final == nil {
+		if t, err2 := a.r.Get(a.task.ID); err2 == nil {
+			final = t
+		} else if err == nil {
+			err = fmt.Errorf("task %s ended without a final state", a.task.Name)
+		}
+	}
+	return final, err
+}
+
+// ExitCode is the exit code docker's attached run gives for a task: the
+// first container's exit code (127/126/125 for start failures).
+func (t *Task) ExitCode() int {
+	c := t.Containers[0]
+	if c.ExitCode != nil {
+		return *c.ExitCode
+	}
+	return 255
+}
+
+// StartError is a container that could not start; Code follows docker:
+// 127 command not found, 126 not executable, 125 anything else.
+type StartError struct{ Msg string }
+
+func (e *StartError) Error() string { return e.Msg }
+
+// Code is the exit code docker gives this failure.
+func (e *StartError) Code() int { return startErrorCode(e.Msg) }
+
+func startErrorCode(msg string) int {
+	switch {
+	case strings.Contains(msg, "executable file not found"), strings.Contains(msg, "no such file or directory"):
+		return 127
+	case strings.Contains(msg, "permission denied"), strings.Contains(msg, "exec format error"):
+		return 126
+	}
+	return 125
+}
+
+// Kill sends sig to every running container of the task.
+func (r *Runtime) Kill(id string, sig syscall.Signal) error {
+	t, err := r.Get(id)
+	if err != nil {
+		return err
+	}
+	sent := false
+	for _, c := range t.Containers {
+		if c.Status != ContainerRunning {
+			continue
+		}
+		lc, err := libcontainer.Load(r.lcRoot, lcID(t.ID, c.Name))
+		if err != nil {
+			continue
+		}
+		if err := lc.Signal(sig); err == nil {
+			sent = true
+		}
+	}
+	if !sent {
+		return fmt.Errorf("%w: %s", ErrNotRunning, t.Name)
+	}
+	return nil
+}
+
+// Stop sends each container its stop signal, then SIGKILL after timeout,
+// and waits until the task has stopped.
+func (r *Runtime) Stop(ctx context.Context, id string, timeout time.Duration) error {
+	t, err := r.Get(id)
+	if err != nil {
+		return err
+	}
+	if t.Status == TaskStopped || t.Status == TaskPending {
+		return nil
+	}
+	var upd Task
+	r.st.Update(ctx, taskKey(t.ID), &upd, func(exists bool) error {
+		if !exists {
+			return ErrNotFound
+		}
+		if upd.StopCode == "" {
+			upd.StopCode = StopUserInitiated
+			upd.Reason = "stopped by the user"
+		}
+		return nil
+	})
+	for _, c := range t.Containers {
+		sig := syscall.SIGTERM
+		if s, err := r.stopSignal(t.ID, c.Name); err == nil {
+			sig = s
+		}
+		if lc, err := libcontainer.Load(r.lcRoot, lcID(t.ID, c.Name)); err == nil {
+			lc.Signal(sig)
+		}
+	}
+	if r.waitStopped(ctx, t.ID, timeout) {
+		return nil
+	}
+	for _, c := range t.Containers {
+		if lc, err := libcontainer.Load(r.lcRoot, lcID(t.ID, c.Name)); err == nil {
+			lc.Signal(unix.SIGKILL)
+		}
+	}
+	if !r.waitStopped(ctx, t.ID, 10*time.Second) {
+		return fmt.Errorf("task %s did not stop after SIGKILL", t.Name)
+	}
+	return nil
+}
+
+// stopSignal reads the container's stop signal from its bundle.
+func (r *Runtime) stopSignal(id, ctr string) (syscall.Signal, error) {
+	s, err := r.readSpec(id, ctr)
+	if err != nil {
+		return 0, err
+	}
+	v := s.Annotations[StopSignalAnnotation]
+	if v == "" {
+		return syscall.SIGTERM, nil
+	}
+	if n, err := strconv.Atoi(v); err == nil {
+		return syscall.Signal(n), nil
+	}
+	name := strings.ToUpper(v)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return sig, nil
+	}
+	return 0, fmt.Errorf("bad stop signal %q", v)
+}
+
+// StopSignalAnnotation in a container's spec names its stop signal.
+const StopSignalAnnotation = "berth.stop-signal"
+
+// waitStopped polls until the task is stopped (and recorded, when its
+// monitor lives) or timeout passes.
+func (r *Runtime) waitStopped(ctx context.Context, id string, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		t, err := r.Get(id)
+		if err != nil || t.Status == TaskStopped {
+			return true
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Wait blocks until the task has stopped and returns its final record.
+func (r *Runtime) Wait(ctx context.Context, id string) (*Task, error) {
+	for {
+		t, err := r.Get(id)
+		if err != nil {
+			return nil, err
+		}
+		if t.Status == TaskStopped {
+			return t, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Remove deletes a stopped task and everything it holds. With force a
+// running task is killed first.
+func (r *Runtime) Remove(ctx context.Context, id string, force bool) error {
+	t, err := r.Get(id)
+	if err != nil {
+		return err
+	}
+	if t.Status == TaskRunning || t.Status == TaskStopping {
+		if !force {
+			return fmt.Errorf("%w: %s; stop it first or use -f", ErrRunning, t.Name)
+		}
+		r.Kill(t.ID, unix.SIGKILL)
+		r.waitStopped(ctx, t.ID, 10*time.Second)
+	}
+	// Let a live monitor finish its own cleanup first.
+	for i := 0; i < 250 && t.MonitorPID != 0 && monitorAlive(t.MonitorPID, t.ID); i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	return r.cleanup(t)
+}
+
+// cleanup removes every trace of a task: libcontainer state and cgroups,
+// rootfs mounts, the task and run dirs. Idempotent; tolerant of a task
+// that was only half created.
+func (r *Runtime) cleanup(t *Task) error {
+	var errs []error
+	for _, c := range t.Containers {
+		if lc, err := libcontainer.Load(r.lcRoot, lcID(t.ID, c.Name)); err == nil {
+			if err := lc.Destroy(); err != nil {
+				errs = append(errs, fmt.Errorf("destroy %s: %w", c.Name, err))
+			}
+		}
+		rootfs := filepath.Join(r.ctrDir(t.ID, c.Name), "rootfs")
+		if err := unix.Unmount(rootfs, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", rootfs, err))
+		}
+	}
+	removeCgroupParentIfEmpty(cgroupParent)
+	if err := os.RemoveAll(r.runDir(t.ID)); err != nil {
+		errs = append(errs, err)
+	}
+	if err := os.RemoveAll(r.taskDir(t.ID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Logs prints a container's logs (the first container when ctr is "").
+func (r *Runtime) Logs(id, ctr string, o LogOptions, stdout, stderr io.Writer) error {
+	t, err := r.Get(id)
+	if err != nil {
+		return err
+	}
+	c := t.Containers[0]
+	if ctr != "" {
+		if c = t.Container(ctr); c == nil {
+			return fmt.Errorf("%w: container %s in task %s", ErrNotFound, ctr, t.Name)
+		}
+	}
+	if o.Follow && o.Done == nil {
+		o.Done = func() bool {
+			cur, err := r.Get(t.ID)
+			return err != nil || cur.Status == TaskStopped
+		}
+	}
+	return readLogs(r.LogPath(t.ID, c.Name), c.LogMaxFiles, o, stdout, stderr)
+}
+
+// TaskInspect is a task's record with each container's OCI spec (mounts,
+// limits, process) for `berth inspect`.
+type TaskInspect struct {
+	*Task
+	Specs map[string]*specs.Spec `json:"specs"`
+}
+
+func (r *Runtime) readSpec(id, ctr string) (*specs.Spec, error) {
+	b, err := os.ReadFile(filepath.Join(r.ctrDir(id, ctr), "config.json"))
+	if err != nil {
+		return nil, err
+	}
+	var s specs.Spec
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// Inspect returns a task's record and its containers' specs.
+func (r *Runtime) Inspect(ref string) (*TaskInspect, error) {
+	t, err := r.Get(ref)
+	if err != nil {
+		return nil, err
+	}
+	ti := &TaskInspect{Task: t, Specs: map[string]*specs.Spec{}}
+	for _, c := range t.Containers {
+		if s, err := r.readSpec(t.ID, c.Name); err == nil {
+			ti.Specs[c.Name] = s
+		}
+	}
+	return ti, nil
+}
+
+// Command is a container's command line, for listings.
+func (r *Runtime) Command(id, ctr string) string {
+	s, err := r.readSpec(id, ctr)
+	if err != nil || s.Process == nil {
+		return ""
+	}
+	cmd := strings.Join(s.Process.Args, " ")
+	if len(cmd) > 30 {
+		cmd = cmd[:29] + "…"
+	}
+	return cmd
+}

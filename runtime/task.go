@@ -1,0 +1,153 @@
+package runtime
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Task and container statuses. Known statuses only move forward:
+//
+//	task:      PENDING ──► RUNNING ──► STOPPING ──► STOPPED
+//	container: CREATED ──► RUNNING ──► STOPPED
+const (
+	TaskPending  = "PENDING"
+	TaskRunning  = "RUNNING"
+	TaskStopping = "STOPPING"
+	TaskStopped  = "STOPPED"
+
+	ContainerCreated = "CREATED"
+	ContainerRunning = "RUNNING"
+	ContainerStopped = "STOPPED"
+)
+
+// Stop codes, as ECS names why a task stopped.
+const (
+	StopEssentialContainerExited = "EssentialContainerExited"
+	StopUserInitiated            = "UserInitiated"
+	StopTaskFailedToStart        = "TaskFailedToStart"
+)
+
+// Sentinel errors.
+var (
+	ErrNotFound   = errors.New("no such task")
+	ErrExists     = errors.New("name already in use")
+	ErrAmbiguous  = errors.New("ambiguous task ID prefix")
+	ErrNotRunning = errors.New("task is not running")
+	ErrRunning    = errors.New("task is running")
+)
+
+// Task is a task's recorded state: tasks/<id>/task.json.
+type Task struct {
+	ID         string            `json:"id"`
+	Name       string            `json:"name"`
+	Labels     map[string]string `json:"labels,omitempty"`
+	Created    time.Time         `json:"created"`
+	Status     string            `json:"status"`
+	StopCode   string            `json:"stopCode,omitempty"`
+	Reason     string            `json:"reason,omitempty"`
+	AutoRemove bool              `json:"autoRemove,omitempty"`
+	// MonitorPID is the per-task monitor's process, 0 when none runs.
+	MonitorPID int          `json:"monitorPid,omitempty"`
+	Containers []*Container `json:"containers"`
+}
+
+// Container is one container's recorded state within a task.
+type Container struct {
+	Name     string    `json:"name"`
+	Image    string    `json:"image"`
+	ImageID  string    `json:"imageId"`
+	Layers   []string  `json:"layers"`
+	ReadOnly bool      `json:"readOnly,omitempty"`
+	Status   string    `json:"status"`
+	Pid      int       `json:"pid,omitempty"`
+	Started  time.Time `json:"started,omitzero"`
+	Finished time.Time `json:"finished,omitzero"`
+	// ExitCode follows docker: 128+N for a signal N; nil while running or
+	// when nobody saw the exit (the monitor was killed).
+	ExitCode  *int   `json:"exitCode,omitempty"`
+	Signal    string `json:"signal,omitempty"`
+	OOMKilled bool   `json:"oomKilled,omitempty"`
+	Error     string `json:"error,omitempty"`
+	// Log rotation: at most LogMaxFiles files of LogMaxSize bytes.
+	LogMaxSize  int64 `json:"logMaxSize"`
+	LogMaxFiles int   `json:"logMaxFiles"`
+	Stdin       bool  `json:"stdin,omitempty"`
+	TTY         bool  `json:"tty,omitempty"`
+}
+
+// Container returns the named container of the task, or nil.
+func (t *Task) Container(name string) *Container {
+	for _, c := range t.Containers {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// NewID returns a fresh 64-hex task ID.
+func NewID() string {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return hex.EncodeToString(b[:])
+}
+
+var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
+
+// ValidateName checks a task or container name (docker's rule).
+func ValidateName(n string) error {
+	if !nameRE.MatchString(n) {
+		return fmt.Errorf("invalid name %q: use [a-zA-Z0-9][a-zA-Z0-9_.-], at most 128 characters", n)
+	}
+	if isHexPrefix(n) && len(n) == 64 {
+		return fmt.Errorf("invalid name %q: a 64-hex name would shadow an ID", n)
+	}
+	return nil
+}
+
+func isHexPrefix(s string) bool {
+	return s != "" && strings.Trim(s, "0123456789abcdef") == ""
+}
+
+// ExitStatus is how docker prints a stopped container's status.
+func (c *Container) ExitStatus() string {
+	switch c.Status {
+	case ContainerCreated:
+		return "Created"
+	case ContainerRunning:
+		return "Up " + humanDuration(time.Since(c.Started))
+	}
+	code := "unknown"
+	if c.ExitCode != nil {
+		code = fmt.Sprint(*c.ExitCode)
+	}
+	s := "Exited (" + code + ")"
+	if c.OOMKilled {
+		s += " OOMKilled"
+	}
+	if !c.Finished.IsZero() {
+		s += " " + humanDuration(time.Since(c.Finished)) + " ago"
+	}
+	return s
+}
+
+func humanDuration(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return "Less than a second"
+	case d < time.Minute:
+		return fmt.Sprintf("%d seconds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%d minutes", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%d hours", int(d.Hours()))
+	}
+	return fmt.Sprintf("%d days", int(d.Hours()/24))
+}
