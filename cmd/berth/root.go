@@ -108,6 +108,7 @@ kernel with nf_tables, and keeps services running.`,
 		newKillCommand(g),
 		newRmCommand(g),
 		newInspectCommand(g),
+		newExecCommand(g),
 		newMonitorCommand(g),
 		newInitCommand(),
 	)

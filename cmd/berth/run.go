@@ -502,3 +502,45 @@ func newMonitorCommand(g *globalOptions) *cobra.Command {
 		},
 	}
 }
+
+func newExecCommand(g *globalOptions) *cobra.Command {
+	var o runtime.ExecOptions
+	var interactive, tty bool
+	cmd := &cobra.Command{
+		Use:   "exec [-i] [-e K=V] [-u USER] [-w DIR] TASK COMMAND [ARG...]",
+		Short: "Run a command in a running task; its exit code is berth's",
+		Args:  minArgs(2, "exec needs a task and a command"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if tty {
+				return errors.New("exec -t is not supported yet")
+			}
+			rt, err := g.runtime()
+			if err != nil {
+				return err
+			}
+			o.Args = args[1:]
+			o.Stdout, o.Stderr = g.stdout, g.stderr
+			if interactive {
+				o.Stdin = cmd.InOrStdin()
+			}
+			code, err := rt.Exec(args[0], o)
+			if err != nil {
+				if code == 0 {
+					code = exitBerth
+				}
+				return &exitError{code: code, err: err}
+			}
+			if code != 0 {
+				return &exitError{code: code}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().SetInterspersed(false)
+	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "pass stdin to the command")
+	cmd.Flags().BoolVarP(&tty, "tty", "t", false, "allocate a terminal (not yet supported)")
+	cmd.Flags().StringArrayVarP(&o.Env, "env", "e", nil, "set an environment variable")
+	cmd.Flags().StringVarP(&o.User, "user", "u", "", "run as USER[:GROUP]")
+	cmd.Flags().StringVarP(&o.WorkDir, "workdir", "w", "", "working directory")
+	return cmd
+}

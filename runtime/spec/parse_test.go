@@ -259,7 +259,7 @@ func TestParseEnvFile(t *testing.T) {
 		{name: "bare from caller", in: "FROM_CALLER\n", want: []string{"FROM_CALLER=caller value"}},
 		{name: "bare unset dropped", in: "NOT_SET\nA=1\n", want: []string{"A=1"}},
 		{name: "BOM", in: "\xef\xbb\xbfA=1\n", want: []string{"A=1"}},
-		{name: "CRLF keeps CR like docker", in: "A=1\r\n", want: []string{"A=1\r"}},
+		{name: "CRLF", in: "A=1\r\nB=2\r\n", want: []string{"A=1", "B=2"}},
 		{name: "key with space", in: "MY VAR=1\n", err: `line 1: variable "MY VAR" contains whitespace`},
 		{name: "key trailing space", in: "A =1\n", err: "contains whitespace"},
 		{name: "no key", in: "A=1\n=value\n", err: `line 2: no variable name in "=value"`},
