@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/containerd/console"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/opencontainers/runc/libcontainer/specconv"
@@ -74,8 +76,12 @@ func (r *Runtime) RunMonitor(id string) error {
 		out  *streamWriter
 		errw *streamWriter
 		log  *logFile
+		// -t: the pty master and the end of copying its output.
+		console console.Console
+		ttyDone chan struct{}
 	}
 	var started []*running
+	var attach *attachTarget
 	fail := func(c *Container, err error) error {
 		msg := err.Error()
 		code := startErrorCode(msg)
@@ -112,9 +118,56 @@ func (r *Runtime) RunMonitor(id string) error {
 		}
 		rn.out = &streamWriter{log: rn.log, stream: "stdout"}
 		rn.errw = &streamWriter{log: rn.log, stream: "stderr"}
-		p.Stdout, p.Stderr = rn.out, rn.errw
+		var consoleParent, consoleChild, stdinR *os.File
+		var stdinW *os.File
+		switch {
+		case c.TTY:
+			fds, err := unix.Socketpair(unix.AF_LOCAL, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return fail(c, err)
+			}
+			consoleParent, consoleChild = os.NewFile(uintptr(fds[0]), "console-parent"), os.NewFile(uintptr(fds[1]), "console-child")
+			p.ConsoleSocket = consoleChild
+		default:
+			p.Stdout, p.Stderr = rn.out, rn.errw
+			if c.Stdin {
+				if stdinR, stdinW, err = os.Pipe(); err != nil {
+					return fail(c, err)
+				}
+				p.Stdin = stdinR
+			}
+		}
 		if err := lc.Start(p); err != nil {
 			return fail(c, err)
+		}
+		switch {
+		case c.TTY:
+			consoleChild.Close()
+			master, err := recvFD(consoleParent)
+			consoleParent.Close()
+			if err != nil {
+				return fail(c, err)
+			}
+			cons, err := console.ConsoleFromFile(master)
+			if err != nil {
+				return fail(c, err)
+			}
+			rn.ttyDone = make(chan struct{})
+			rn.console = cons
+			go func() {
+				io.Copy(rn.out, cons)
+				close(rn.ttyDone)
+			}()
+			if attach == nil {
+				attach = &attachTarget{console: cons}
+			}
+		case c.Stdin:
+			stdinR.Close()
+			if attach == nil {
+				attach = &attachTarget{stdin: stdinW}
+			} else {
+				stdinW.Close()
+			}
 		}
 		rn.oom, _ = lc.NotifyOOM()
 		if err := lc.Exec(); err != nil {
@@ -130,6 +183,13 @@ func (r *Runtime) RunMonitor(id string) error {
 			}
 		})
 	}
+	if attach != nil {
+		l, err := r.serveAttach(id, attach)
+		if err != nil {
+			return fail(t.Containers[0], err)
+		}
+		defer l.Close()
+	}
 	r.update(ctx, id, func(t *Task) {
 		t.Status = TaskRunning
 		t.MonitorPID = os.Getpid()
@@ -142,6 +202,15 @@ func (r *Runtime) RunMonitor(id string) error {
 		go func() {
 			defer wg.Done()
 			ps, err := rn.p.Wait()
+			if rn.ttyDone != nil {
+				// Output ends when the last holder of the pty's slave side
+				// exits; background children may keep it open, so bound it.
+				select {
+				case <-rn.ttyDone:
+				case <-time.After(time.Second):
+				}
+				rn.console.Close()
+			}
 			rn.out.flush()
 			rn.errw.flush()
 			rn.log.Close()

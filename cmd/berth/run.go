@@ -16,6 +16,7 @@ import (
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/berth-dev/berth/image"
 	"github.com/berth-dev/berth/runtime"
@@ -78,8 +79,8 @@ func newRunCommand(g *globalOptions) *cobra.Command {
 	fl.BoolVar(&f.privileged, "privileged", false, "give the container every capability and device, no seccomp")
 	fl.StringArrayVar(&f.securityOpts, "security-opt", nil, "no-new-privileges, seccomp=unconfined or seccomp=FILE")
 	fl.StringArrayVarP(&f.labels, "label", "l", nil, "set a label KEY=VALUE")
-	fl.BoolVarP(&f.interactive, "interactive", "i", false, "keep stdin open (not yet supported)")
-	fl.BoolVarP(&f.tty, "tty", "t", false, "allocate a terminal (not yet supported)")
+	fl.BoolVarP(&f.interactive, "interactive", "i", false, "pass stdin to the container")
+	fl.BoolVarP(&f.tty, "tty", "t", false, "allocate a terminal")
 	fl.StringVar(&f.platform, "platform", "", "platform to pull if the image is absent")
 	return cmd
 }
@@ -193,8 +194,8 @@ func (g *globalOptions) ensureImage(cmd *cobra.Command, st *image.Store, ref, pl
 }
 
 func (g *globalOptions) run(cmd *cobra.Command, f *runFlags, ref string, args []string) error {
-	if f.tty || f.interactive {
-		return errors.New("-i and -t are not supported yet; run detached (-d) or attached without them")
+	if f.detach && f.interactive {
+		return errors.New("-i needs an attached run: drop -d")
 	}
 	st, err := g.imageStore()
 	if err != nil {
@@ -232,6 +233,7 @@ func (g *globalOptions) run(cmd *cobra.Command, f *runFlags, ref string, args []
 		ID: id, Name: f.name, Labels: o.Labels, AutoRemove: f.rm,
 		Containers: []runtime.ContainerConfig{{
 			Name: "main", Image: image.FamiliarName(rec.Name), ImageID: rec.ID.String(), Layers: layers, ReadOnly: f.readOnly,
+			Stdin: f.interactive, TTY: f.tty,
 			Spec: func(rootfs string) (*specs.Spec, error) { return spec.Generate(ic, o, rootfs) },
 		}},
 	})
@@ -258,6 +260,14 @@ func (g *globalOptions) run(cmd *cobra.Command, f *runFlags, ref string, args []
 			rt.Kill(t.ID, s.(syscall.Signal))
 		}
 	}()
+	if f.interactive || f.tty {
+		restore, err := g.attachInput(cmd, rt, t.ID, f.interactive, f.tty)
+		if err != nil {
+			rt.Kill(t.ID, syscall.SIGKILL)
+			return err
+		}
+		defer restore()
+	}
 	final, err := att.Stream(g.stdout, g.stderr)
 	if err != nil {
 		return err
@@ -543,4 +553,46 @@ func newExecCommand(g *globalOptions) *cobra.Command {
 	cmd.Flags().StringVarP(&o.User, "user", "u", "", "run as USER[:GROUP]")
 	cmd.Flags().StringVarP(&o.WorkDir, "workdir", "w", "", "working directory")
 	return cmd
+}
+
+// attachInput connects the terminal or stdin to an attached task: raw mode
+// and window size for -t, stdin copying for -i. The returned func restores
+// the terminal.
+func (g *globalOptions) attachInput(cmd *cobra.Command, rt *runtime.Runtime, id string, interactive, tty bool) (func(), error) {
+	in, err := rt.Input(id)
+	if err != nil {
+		return nil, err
+	}
+	restore := func() { in.Close() }
+	stdin := cmd.InOrStdin()
+	if f, ok := stdin.(*os.File); ok && tty && term.IsTerminal(int(f.Fd())) {
+		fd := int(f.Fd())
+		state, err := term.MakeRaw(fd)
+		if err != nil {
+			in.Close()
+			return nil, err
+		}
+		resize := func() {
+			if w, h, err := term.GetSize(fd); err == nil {
+				in.Resize(uint16(w), uint16(h))
+			}
+		}
+		resize()
+		winch := make(chan os.Signal, 1)
+		signal.Notify(winch, syscall.SIGWINCH)
+		go func() {
+			for range winch {
+				resize()
+			}
+		}()
+		restore = func() {
+			signal.Stop(winch)
+			term.Restore(fd, state)
+			in.Close()
+		}
+	}
+	if interactive {
+		go in.CopyStdin(stdin)
+	}
+	return restore, nil
 }
