@@ -9,9 +9,10 @@ BIN         := bin/berth
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT      ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 # cgo for libcontainer's nsenter; the seccomp tag links libseccomp.
-TAGS        := seccomp
+TAGS        := seccomp netgo osusergo
 GOFLAGS_B   := -tags '$(TAGS)' -trimpath -buildvcs=false
-LDFLAGS     := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+# Static, so the binary also serves as --init inside any image (no libc there).
+LDFLAGS     := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -linkmode external -extldflags "-static"
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Whole suite; packages may run in parallel, so tests name host-global
 # things (cgroups, ports, bridges) uniquely per run.

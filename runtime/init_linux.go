@@ -16,6 +16,9 @@ import (
 )
 
 func init() {
+	if isBerthInit() {
+		os.Exit(runBerthInit(os.Args[1:]))
+	}
 	if IsInit() {
 		// Never returns: it becomes the container's process or exits.
 		libcontainer.Init()
