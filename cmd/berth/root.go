@@ -49,6 +49,8 @@ type globalOptions struct {
 
 	// keychains are consulted after the auth file (the ECR seam).
 	keychains []authn.Keychain
+	// ecr is Amazon ECR's keychain (in keychains) and transport (ecr.go).
+	ecr *ecrAuth
 
 	stdout io.Writer
 	stderr io.Writer
@@ -89,6 +91,7 @@ kernel with nf_tables, and keeps services running.`,
 	pf.StringVar(&g.configDir, "config-dir", envOr("BERTH_CONFIG_DIR", "/etc/berth"), "configuration: auth.json, registries.json (env BERTH_CONFIG_DIR)")
 	pf.StringVar(&g.logLevel, "log-level", envOr("BERTH_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env BERTH_LOG_LEVEL)")
 	pf.StringVar(&g.logFormat, "log-format", envOr("BERTH_LOG_FORMAT", "text"), "log format: text or json (env BERTH_LOG_FORMAT)")
+	g.ecr = newECRAuth(g, root)
 
 	root.AddCommand(
 		newVersionCommand(g),
@@ -109,6 +112,7 @@ kernel with nf_tables, and keeps services running.`,
 		newRmCommand(g),
 		newInspectCommand(g),
 		newExecCommand(g),
+		newStatsCommand(g),
 		newMonitorCommand(g),
 		newInitCommand(),
 	)

@@ -596,3 +596,95 @@ func (g *globalOptions) attachInput(cmd *cobra.Command, rt *runtime.Runtime, id 
 	}
 	return restore, nil
 }
+
+func newStatsCommand(g *globalOptions) *cobra.Command {
+	var noStream bool
+	var format string
+	cmd := &cobra.Command{
+		Use:   "stats [--no-stream] [TASK...]",
+		Short: "Show running tasks' CPU, memory, pids, block and network I/O",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rt, err := g.runtime()
+			if err != nil {
+				return err
+			}
+			sample := func() ([]runtime.Stats, error) {
+				refs := args
+				if len(refs) == 0 {
+					tasks, err := rt.List()
+					if err != nil {
+						return nil, err
+					}
+					for _, t := range tasks {
+						if t.Status == runtime.TaskRunning {
+							refs = append(refs, t.ID)
+						}
+					}
+				}
+				var out []runtime.Stats
+				for _, ref := range refs {
+					s, err := rt.Stats(ref)
+					if err != nil {
+						return nil, err
+					}
+					out = append(out, s...)
+				}
+				return out, nil
+			}
+			prev := map[string]runtime.Stats{}
+			first, err := sample()
+			if err != nil {
+				return err
+			}
+			for _, s := range first {
+				prev[s.Task+s.Container] = s
+			}
+			for {
+				select {
+				case <-cmd.Context().Done():
+					return nil
+				case <-time.After(time.Second):
+				}
+				cur, err := sample()
+				if err != nil {
+					return err
+				}
+				if format == "json" {
+					if err := writeJSON(g.stdout, cur); err != nil {
+						return err
+					}
+				} else {
+					if !noStream {
+						fmt.Fprint(g.stdout, "\033[2J\033[H")
+					}
+					tw := tabwriter.NewWriter(g.stdout, 0, 4, 3, ' ', 0)
+					fmt.Fprintln(tw, "TASK ID\tNAME\tCPU %\tMEM USAGE / LIMIT\tMEM %\tNET I/O\tBLOCK I/O\tPIDS")
+					for _, s := range cur {
+						cpu := 0.0
+						if p, ok := prev[s.Task+s.Container]; ok && s.Time.After(p.Time) && s.CPUNanos >= p.CPUNanos {
+							cpu = 100 * float64(s.CPUNanos-p.CPUNanos) / float64(s.Time.Sub(p.Time).Nanoseconds())
+						}
+						mem := 0.0
+						if s.MemoryLimit > 0 {
+							mem = 100 * float64(s.MemoryUsage) / float64(s.MemoryLimit)
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%.2f%%\t%s / %s\t%.2f%%\t%s / %s\t%s / %s\t%d\n", s.Task[:12], s.Name, cpu,
+							humanSize(int64(s.MemoryUsage)), humanSize(int64(s.MemoryLimit)), mem,
+							humanSize(int64(s.NetRx)), humanSize(int64(s.NetTx)), humanSize(int64(s.BlockRead)), humanSize(int64(s.BlockWrite)), s.Pids)
+					}
+					tw.Flush()
+				}
+				if noStream {
+					return nil
+				}
+				prev = map[string]runtime.Stats{}
+				for _, s := range cur {
+					prev[s.Task+s.Container] = s
+				}
+			}
+		},
+	}
+	cmd.Flags().BoolVar(&noStream, "no-stream", false, "print one sample and exit")
+	cmd.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	return cmd
+}
