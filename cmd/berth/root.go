@@ -113,6 +113,7 @@ kernel with nf_tables, and keeps services running.`,
 		newInspectCommand(g),
 		newExecCommand(g),
 		newStatsCommand(g),
+		newSystemCommand(g),
 		newMonitorCommand(g),
 		newInitCommand(),
 	)
