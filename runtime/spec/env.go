@@ -46,14 +46,6 @@ func (e *envList) has(key string) bool {
 	return ok
 }
 
-func (e *envList) get(key string) string {
-	if i, ok := e.index[key]; ok {
-		_, v, _ := strings.Cut(e.entries[i], "=")
-		return v
-	}
-	return ""
-}
-
 func (g *generator) setEnv(s *specs.Spec) error {
 	lookup := g.o.LookupEnv
 	if lookup == nil {

@@ -113,7 +113,9 @@ func hostDevices() ([]specs.LinuxDevice, error) {
 	var devs []specs.LinuxDevice
 	err := filepath.WalkDir("/dev", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			if p != "/dev" && errors.Is(err, fs.ErrPermission) || errors.Is(err, fs.ErrNotExist) {
+			// Entries that vanish or can't be read while we walk are skipped;
+			// /dev itself must be readable.
+			if p != "/dev" && (errors.Is(err, fs.ErrPermission) || errors.Is(err, fs.ErrNotExist)) {
 				return nil
 			}
 			return err

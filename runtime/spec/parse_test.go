@@ -192,6 +192,15 @@ func TestParseVolume(t *testing.T) {
 	}
 }
 
+func TestCheckSources(t *testing.T) {
+	dir := t.TempDir()
+	if err := CheckSources([]Mount{{Source: dir, Destination: "/d"}}); err != nil {
+		t.Fatal(err)
+	}
+	err := CheckSources([]Mount{{Source: dir, Destination: "/d"}, {Source: "/nope", Destination: "/e"}})
+	wantErr(t, err, "volume source /nope does not exist")
+}
+
 func TestParseSignal(t *testing.T) {
 	for _, tc := range []struct {
 		in   string

@@ -181,6 +181,22 @@ type Mount struct {
 	ReadOnly bool
 }
 
+// CheckSources checks that each mount's source exists on the host, with
+// docker's message ("volume source /nope does not exist"). Generate does not
+// call it: the caller that resolves volumes does, after creating the
+// directories of named volumes.
+func CheckSources(ms []Mount) error {
+	for _, m := range ms {
+		if _, err := os.Stat(m.Source); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return invalidf("volume source %s does not exist", m.Source)
+			}
+			return invalidf("volume source %s: %w", m.Source, err)
+		}
+	}
+	return nil
+}
+
 // SpecOpt changes a generated spec; Generate applies its opts last, in order.
 type SpecOpt func(*specs.Spec) error
 
@@ -260,9 +276,7 @@ type generator struct {
 	cwd      string
 	user     execUser
 	caps     []string
-	mounts   []specs.Mount // all mounts but the defaults, in their final order
-	dests    []string      // destinations of mounts, for the command check
-	stopSig  syscall.Signal
+	dests    []string // destinations of the user's mounts, for the command check
 }
 
 func generate(img ImageConfig, o Options, rootfs string, h *host, opts ...SpecOpt) (*specs.Spec, error) {
@@ -440,15 +454,14 @@ func (g *generator) setAnnotations(s *specs.Spec) error {
 	if g.o.StopSignal != "" {
 		raw, from = g.o.StopSignal, "--stop-signal"
 	}
-	g.stopSig = syscall.SIGTERM
+	sig := syscall.SIGTERM
 	if raw != "" {
-		sig, err := ParseSignal(raw)
-		if err != nil {
+		var err error
+		if sig, err = ParseSignal(raw); err != nil {
 			return fmt.Errorf("%s: %w", from, err)
 		}
-		g.stopSig = sig
 	}
-	a[AnnotationStopSignal] = signalName(g.stopSig)
+	a[AnnotationStopSignal] = signalName(sig)
 	s.Annotations = a
 	return nil
 }
