@@ -94,7 +94,7 @@ func (g *globalOptions) pullOptions(authFlag string) (image.PullOptions, error) 
 					Ref:    ep.Ref,
 					Mirror: ep.Mirror,
 					Options: []remote.Option{
-						remote.WithTransport(ep.Transport),
+						remote.WithTransport(g.ecr.wrap(ep.Transport)),
 						remote.WithAuthFromKeychain(kc),
 						remote.WithUserAgent("berth/" + version),
 					},
@@ -433,12 +433,18 @@ func newSaveCommand(g *globalOptions) *cobra.Command {
 
 func newLoginCommand(g *globalOptions) *cobra.Command {
 	var user, authFile string
-	var passStdin bool
+	var passStdin, ecrLogin bool
 	cmd := &cobra.Command{
 		Use:   "login [flags] REGISTRY",
 		Short: "Store credentials for a registry (checked against it first)",
 		Args:  exactArgs(1, "login needs a registry host"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if ecrLogin {
+				if user != "" || passStdin {
+					return errors.New("login --ecr takes no -u or --password-stdin: the token comes from AWS")
+				}
+				return g.ecr.login(cmd, args[0])
+			}
 			if user == "" {
 				return errors.New("login needs -u USER")
 			}
@@ -469,6 +475,7 @@ func newLoginCommand(g *globalOptions) *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&user, "username", "u", "", "user name")
 	cmd.Flags().BoolVar(&passStdin, "password-stdin", false, "read the password from stdin")
+	cmd.Flags().BoolVar(&ecrLogin, "ecr", false, "Amazon ECR: fetch a token with the AWS credentials (--aws-profile) and cache it under --run-root")
 	cmd.Flags().StringVar(&authFile, "authfile", "", "credentials file (default: $BERTH_AUTH_FILE or CONFIG_DIR/auth.json)")
 	return cmd
 }

@@ -19,8 +19,8 @@ type testPKI struct {
 }
 
 // newTestPKI makes an ECDSA P-256 CA and a server certificate for 127.0.0.1,
-// ::1 and localhost, valid from an hour ago for a day.
-func newTestPKI() (*testPKI, error) {
+// ::1, localhost and extraNames, valid from an hour ago for a day.
+func newTestPKI(extraNames ...string) (*testPKI, error) {
 	now := time.Now()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -57,7 +57,7 @@ func newTestPKI() (*testPKI, error) {
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		DNSNames:     []string{"localhost"},
+		DNSNames:     append([]string{"localhost"}, extraNames...),
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {

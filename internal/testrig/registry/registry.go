@@ -45,6 +45,7 @@ type Option func(*config)
 type config struct {
 	user, pass string
 	tls        bool
+	tlsNames   []string
 }
 
 // WithBasicAuth makes the registry require HTTP basic auth (htpasswd with a
@@ -57,6 +58,16 @@ func WithBasicAuth(user, pass string) Option {
 // signed by a CA generated for this registry.
 func WithTLS() Option {
 	return func(c *config) { c.tls = true }
+}
+
+// WithTLSNames is WithTLS with a server certificate that also covers the
+// given DNS names, so that a client can reach the registry under another
+// name (with an endpoint override) and still verify TLS for that name.
+func WithTLSNames(names ...string) Option {
+	return func(c *config) {
+		c.tls = true
+		c.tlsNames = append(c.tlsNames, names...)
+	}
 }
 
 // Registry is a running docker-registry.
@@ -210,7 +221,7 @@ func (r *Registry) writeFiles(etc string, cfg config) error {
 		r.Username, r.Password = cfg.user, cfg.pass
 	}
 	if cfg.tls {
-		pki, err := newTestPKI()
+		pki, err := newTestPKI(cfg.tlsNames...)
 		if err != nil {
 			return err
 		}
