@@ -105,30 +105,17 @@ func (l *logFile) Close() error {
 	return l.f.Close()
 }
 
-// streamWriter cuts one stream into lines for the log, and tees the raw
-// bytes to an optional live writer (an attached client).
+// streamWriter cuts one stream into lines for the log.
 type streamWriter struct {
 	log    *logFile
 	stream string
 	buf    []byte
 	mu     sync.Mutex
-	live   io.Writer
-}
-
-func (w *streamWriter) setLive(l io.Writer) {
-	w.mu.Lock()
-	w.live = l
-	w.mu.Unlock()
 }
 
 func (w *streamWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.live != nil {
-		if _, err := w.live.Write(p); err != nil {
-			w.live = nil // the client went away; keep logging
-		}
-	}
 	w.buf = append(w.buf, p...)
 	now := time.Now()
 	for {

@@ -44,8 +44,12 @@ type Runtime struct {
 	log    *slog.Logger
 }
 
-// cgroupParent holds every berth container's cgroup.
-const cgroupParent = "berth"
+// cgroupParent holds every berth container's cgroup. It is absolute (from
+// the hierarchy's root, as docker's "/docker"): a relative parent would be
+// resolved against the cgroup of whichever process runs berth, so containers
+// would land in the caller's session or service cgroup, and an rm from
+// another cgroup would miss the parent.
+const cgroupParent = "/berth"
 
 // New opens the runtime under cfg's directories.
 func New(cfg Config) (*Runtime, error) {
@@ -334,8 +338,6 @@ type Attachment struct {
 	task *Task
 	log  *os.File
 	exit chan *Task
-	done chan struct{}
-	last *Task
 }
 
 // Start runs the task's monitor, which starts the containers, and waits
@@ -370,7 +372,7 @@ func (r *Runtime) start(ctx context.Context, id string, attach bool) (*Attachmen
 			return nil, err
 		}
 		exitW = w
-		a = &Attachment{r: r, task: t, log: lf, exit: make(chan *Task, 1), done: make(chan struct{})}
+		a = &Attachment{r: r, task: t, log: lf, exit: make(chan *Task, 1)}
 		go func() {
 			defer exitR.Close()
 			var final Task
