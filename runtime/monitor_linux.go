@@ -228,12 +228,19 @@ func (r *Runtime) RunMonitor(id string) error {
 			} else if err != nil {
 				r.log.Warn("wait", "container", rn.c.Name, "err", err)
 			}
+			// The OOM killer's event precedes the exit; it may still be on
+			// its way to us, so wait briefly, but only when the exit was a
+			// SIGKILL: nothing else can be an OOM kill.
 			oom := false
 			if rn.oom != nil {
+				wait := time.Duration(0)
+				if sig == "SIGKILL" {
+					wait = 100 * time.Millisecond
+				}
 				select {
 				case _, ok := <-rn.oom:
 					oom = ok
-				case <-time.After(100 * time.Millisecond):
+				case <-time.After(wait):
 				}
 			}
 			r.update(ctx, id, func(t *Task) {

@@ -675,6 +675,8 @@ func (r *Runtime) cleanup(t *Task) error {
 		}
 	}
 	removeCgroupParentIfEmpty(cgroupParent)
+	// The store's lock files for this task's record.
+	os.RemoveAll(filepath.Join(r.cfg.Root, ".locks", "tasks.d", t.ID+".d"))
 	if err := os.RemoveAll(r.runDir(t.ID)); err != nil {
 		errs = append(errs, err)
 	}
