@@ -1,0 +1,97 @@
+#!/bin/sh
+# bench/start.sh — side-by-side container start benchmark: berth vs runc vs podman.
+#
+# Usage (root):  sh bench/start.sh [path/to/berth]             (default bin/berth)
+#                ROUNDS=3 ITERATIONS=50 sh bench/start.sh bin/berth
+#
+# What it measures: the wall time of starting a container that runs
+# /bin/true, waiting for it and removing it, for each tool, from the same
+# image (testimage.Busybox, where /bin/true is a busybox applet symlink):
+#   berth             berth --root NEW --run-root NEW --config-dir EMPTY
+#                       run --rm IMAGE /bin/true
+#                     (image put there first with `berth load -i` of an OCI archive)
+#   berth-unconfined  the same with --security-opt seccomp=unconfined: runc's
+#                     bundle below has no seccomp filter, berth by default
+#                     loads Docker's profile, so this row is the like-for-like one
+#   runc              runc --root NEW run --bundle B ID, B being the image
+#                     unpacked by `umoci unpack` with the config.json of
+#                     `runc spec` (args /bin/true, no terminal; new pid, net,
+#                     ipc, uts and mount namespaces; no seccomp); runc run
+#                     deletes the container when it exits
+#   podman            podman --root NEW --runroot NEW --tmpdir NEW
+#                       --storage-driver overlay --cgroup-manager=cgroupfs
+#                       --events-backend=file --runtime=runc
+#                       run --rm --network=none --ulimit nofile=CUR:MAX
+#                       --ulimit nproc=CUR:MAX IMAGE /bin/true
+#                     (image put there with `podman load -i` of a docker archive;
+#                     ulimits pinned because podman's defaults exceed the hard
+#                     limits here and root lacks CAP_SYS_RESOURCE)
+# Each tool first proves it passes the container's exit code through
+# (`sh -c 'exit 3'` must exit 3), then gets two untimed warm-up starts; every
+# timed start must exit 0. Per round, each tool starts ITERATIONS times,
+# interleaved start by start (berth, runc, podman, berth, ...), with the order
+# rotating from round to round. After each start the benchmark waits until no
+# process whose command line names that tool's directories is left (berth's
+# monitor, podman's conmon and `podman container cleanup`), so no start pays
+# for another's background work; how long those outlived the command is
+# reported as "background after exit", outside the timed figure.
+#
+# Then the memory of the per-task helper: MEM_TASKS (default 5) detached tasks
+# running `sleep 60` at once, per tool; for berth the monitor (monitorPid of
+# `berth inspect`), for podman conmon (`podman inspect` .State.ConmonPid);
+# VmRSS from /proc/PID/status and Pss from /proc/PID/smaps_rollup, mean
+# (min-max). PSS divides shared pages among the processes mapping them, so it
+# falls as more tasks run at once.
+#
+# How to read it: median (min-max) wall per start, then ratios of medians
+# ("berth/runc = 1.20x [1.10-1.30]": berth took 1.2 times as long as runc; in
+# brackets the extremes of the ratio of one round's medians, where both ran
+# under the same background load) against the targets: berth within 1.3x of
+# runc, podman at least 4x berth. Finally, whatever berth's state root holds,
+# once every task is removed, that it did not hold after the load (leaks).
+#
+# Only loopback is used: berth's containers get a private loopback-only
+# network namespace, runc's an empty one, podman's none. Everything is created
+# under a fresh temp dir (keep it apart from berth's binary folder: nested
+# dirs put libcontainer on its slow path; the test refuses that) and removed
+# at the end, also on failure: berth rm -f, podman rm -f, runc delete -f.
+#
+# It installs runc, podman and umoci with apt-get when they are missing.
+# Knobs: ROUNDS (default 5), ITERATIONS (default 30 starts per tool and
+# round), MEM_TASKS (default 5; 0 skips), TOOLS (comma-separated subset of
+# berth,berth-unconfined,runc,podman; default all).
+set -eu
+
+die() { echo "bench/start.sh: $*" >&2; exit 1; }
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+berth=${1:-$repo/bin/berth}
+rounds=${ROUNDS:-5}
+iterations=${ITERATIONS:-30}
+memtasks=${MEM_TASKS:-5}
+tools=${TOOLS:-}
+[ "$(id -u)" = 0 ] || die "needs root (containers, cgroups, overlay mounts, apt-get): sudo sh bench/start.sh $berth"
+[ -f "$berth" ] && [ -x "$berth" ] || die "$berth: no berth binary there; build it with \`make build\` or pass its path"
+berth=$(cd "$(dirname "$berth")" && pwd)/$(basename "$berth")
+cd "$repo"
+command -v go >/dev/null || die "go not found on PATH"
+
+# binary:package pairs this benchmark needs (podman brings conmon).
+need="runc:runc podman:podman umoci:umoci"
+missing=
+for bp in $need; do
+	command -v "${bp%%:*}" >/dev/null || missing="$missing ${bp#*:}"
+done
+if [ -n "$missing" ]; then
+	echo "== installing$missing"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q >/dev/null || die "apt-get update failed"
+	# shellcheck disable=SC2086 # word splitting intended
+	apt-get install -y -q $missing >/dev/null || die "apt-get install$missing failed"
+	for bp in $need; do
+		command -v "${bp%%:*}" >/dev/null || die "${bp%%:*} still missing after installing package ${bp#*:}"
+	done
+fi
+
+BERTH_BENCH=1 exec go test -count=1 -run '^TestStartBench$' -v -timeout 60m ./bench/ \
+	-args -berth="$berth" -rounds="$rounds" -iterations="$iterations" -mem-tasks="$memtasks" -tools="$tools"
