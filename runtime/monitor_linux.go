@@ -137,7 +137,13 @@ func (r *Runtime) RunMonitor(id string) error {
 				p.Stdin = stdinR
 			}
 		}
-		if err := lc.Start(p); err != nil {
+		unlock := lockCgroupParent(unix.LOCK_SH) // see cgroupLockPath
+		err = lc.Start(p)
+		unlock()
+		if err != nil {
+			// A failed start saved no state, so no later Load finds the
+			// container: destroy it now or its state dir stays behind.
+			lc.Destroy()
 			return fail(c, err)
 		}
 		switch {
