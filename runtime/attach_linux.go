@@ -27,8 +27,10 @@ const (
 	maxFrame      = 1 << 20
 )
 
+// attachPath is short on purpose: a unix socket path must fit in 108
+// bytes, and run roots can be long.
 func (r *Runtime) attachPath(id string) string {
-	return filepath.Join(r.runDir(id), "attach.sock")
+	return filepath.Join(r.cfg.RunRoot, "attach", id[:16]+".sock")
 }
 
 // attachTarget is where the monitor sends a client's input.
@@ -42,6 +44,9 @@ type attachTarget struct {
 // listener is closed.
 func (r *Runtime) serveAttach(id string, tgt *attachTarget) (io.Closer, error) {
 	path := r.attachPath(id)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
 	os.Remove(path)
 	l, err := net.Listen("unix", path)
 	if err != nil {

@@ -300,6 +300,7 @@ func (r *Runtime) finish(id string) error {
 		}
 	}
 	removeCgroupParentIfEmpty(cgroupParent)
+	os.Remove(r.attachPath(id))
 	os.RemoveAll(r.runDir(id))
 	return errors.Join(errs...)
 }

@@ -104,6 +104,8 @@ type ContainerConfig struct {
 	// Log rotation; 0 means the defaults (10 MiB x 3).
 	LogMaxSize  int64
 	LogMaxFiles int
+	// StopTimeout: see Container.StopTimeout.
+	StopTimeout time.Duration
 	// Spec builds the OCI spec once the rootfs is mounted at rootfs (user
 	// names resolve through its /etc/passwd).
 	Spec func(rootfs string) (*specs.Spec, error)
@@ -166,7 +168,7 @@ func (r *Runtime) Create(ctx context.Context, tc TaskConfig) (_ *Task, err error
 			return nil, fmt.Errorf("container name %q used twice in one task", cc.Name)
 		}
 		c := &Container{Name: cc.Name, Image: cc.Image, ImageID: cc.ImageID, Layers: cc.Layers, ReadOnly: cc.ReadOnly,
-			Status: ContainerCreated, LogMaxSize: cc.LogMaxSize, LogMaxFiles: cc.LogMaxFiles, Stdin: cc.Stdin, TTY: cc.TTY}
+			Status: ContainerCreated, LogMaxSize: cc.LogMaxSize, LogMaxFiles: cc.LogMaxFiles, Stdin: cc.Stdin, TTY: cc.TTY, StopTimeout: cc.StopTimeout}
 		if c.LogMaxSize <= 0 {
 			c.LogMaxSize = DefaultLogMaxSize
 		}
@@ -534,11 +536,20 @@ func (r *Runtime) Kill(id string, sig syscall.Signal) error {
 }
 
 // Stop sends each container its stop signal, then SIGKILL after timeout,
-// and waits until the task has stopped.
+// and waits until the task has stopped. A negative timeout means the
+// task's own (--stop-timeout, default 10 s).
 func (r *Runtime) Stop(ctx context.Context, id string, timeout time.Duration) error {
 	t, err := r.Get(id)
 	if err != nil {
 		return err
+	}
+	if timeout < 0 {
+		timeout = 10 * time.Second
+		for _, c := range t.Containers {
+			if c.StopTimeout > 0 {
+				timeout = c.StopTimeout
+			}
+		}
 	}
 	if t.Status == TaskStopped || t.Status == TaskPending {
 		return nil
@@ -677,6 +688,7 @@ func (r *Runtime) cleanup(t *Task) error {
 	removeCgroupParentIfEmpty(cgroupParent)
 	// The store's lock files for this task's record.
 	os.RemoveAll(filepath.Join(r.cfg.Root, ".locks", "tasks.d", t.ID+".d"))
+	os.Remove(r.attachPath(t.ID))
 	if err := os.RemoveAll(r.runDir(t.ID)); err != nil {
 		errs = append(errs, err)
 	}

@@ -78,6 +78,9 @@ type Container struct {
 	LogMaxFiles int   `json:"logMaxFiles"`
 	Stdin       bool  `json:"stdin,omitempty"`
 	TTY         bool  `json:"tty,omitempty"`
+	// StopTimeout is how long stop waits after the stop signal before
+	// SIGKILL when the caller gives no timeout (--stop-timeout); 0 = 10 s.
+	StopTimeout time.Duration `json:"stopTimeout,omitempty"`
 }
 
 // Container returns the named container of the task, or nil.

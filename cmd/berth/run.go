@@ -194,6 +194,9 @@ func (g *globalOptions) ensureImage(cmd *cobra.Command, st *image.Store, ref, pl
 }
 
 func (g *globalOptions) run(cmd *cobra.Command, f *runFlags, ref string, args []string) error {
+	if f.stopTimeout < 0 {
+		return fmt.Errorf("invalid --stop-timeout %d: must not be negative", f.stopTimeout)
+	}
 	if f.detach && f.interactive {
 		return errors.New("-i needs an attached run: drop -d")
 	}
@@ -233,7 +236,7 @@ func (g *globalOptions) run(cmd *cobra.Command, f *runFlags, ref string, args []
 		ID: id, Name: f.name, Labels: o.Labels, AutoRemove: f.rm,
 		Containers: []runtime.ContainerConfig{{
 			Name: "main", Image: image.FamiliarName(rec.Name), ImageID: rec.ID.String(), Layers: layers, ReadOnly: f.readOnly,
-			Stdin: f.interactive, TTY: f.tty,
+			Stdin: f.interactive, TTY: f.tty, StopTimeout: time.Duration(f.stopTimeout) * time.Second,
 			Spec: func(rootfs string) (*specs.Spec, error) { return spec.Generate(ic, o, rootfs) },
 		}},
 	})
@@ -405,7 +408,11 @@ func newStopCommand(g *globalOptions) *cobra.Command {
 			}
 			var errs []error
 			for _, a := range args {
-				if err := rt.Stop(cmd.Context(), a, time.Duration(timeout)*time.Second); err != nil {
+				d := time.Duration(timeout) * time.Second
+				if !cmd.Flags().Changed("time") {
+					d = -1 // the task's --stop-timeout
+				}
+				if err := rt.Stop(cmd.Context(), a, d); err != nil {
 					errs = append(errs, err)
 					continue
 				}
@@ -414,7 +421,7 @@ func newStopCommand(g *globalOptions) *cobra.Command {
 			return errors.Join(errs...)
 		},
 	}
-	cmd.Flags().IntVarP(&timeout, "time", "t", 10, "seconds to wait before SIGKILL")
+	cmd.Flags().IntVarP(&timeout, "time", "t", 10, "seconds to wait before SIGKILL (default: the task's --stop-timeout, else 10)")
 	return cmd
 }
 

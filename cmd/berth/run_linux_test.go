@@ -64,6 +64,7 @@ func TestRun(t *testing.T) {
 		{"Exec", testRunExec},
 		{"Security", testRunSecurity},
 		{"Concurrent", testRunConcurrent},
+		{"InitAndInput", testRunInitAndInput},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -86,7 +87,9 @@ func newRunFixture(t *testing.T) *runFixture {
 	// nested dirs push libcontainer onto its slow exe-copying path).
 	fx.bin = filepath.Join(binDir, "berth")
 	gobin := testrig.RequireBinary(t, "go", "golang-go")
-	build := exec.Command(gobin, "build", "-tags", "seccomp", "-buildvcs=false", "-o", fx.bin, ".")
+	// Static, as `make build` does, so the binary can serve as --init.
+	build := exec.Command(gobin, "build", "-tags", "seccomp netgo osusergo", "-buildvcs=false",
+		"-ldflags", "-linkmode external -extldflags -static", "-o", fx.bin, ".")
 	build.Env = append(os.Environ(), "CGO_ENABLED=1")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build berth: %v\n%s", err, out)
@@ -1182,4 +1185,44 @@ func testRunConcurrent(t *testing.T, fx *runFixture) {
 		}
 	}
 	e.wantNoTasks("rm -f")
+}
+
+// testRunInitAndInput: --init runs berth-init as PID 1, which reaps
+// orphaned zombies and passes the exit code on; -i feeds stdin; -t gives a
+// terminal; --stop-timeout is the task's default for stop.
+func testRunInitAndInput(t *testing.T, fx *runFixture) {
+	e := newRunEnv(t, fx)
+	// PID 1 is berth-init; an orphan that exits is reaped (no zombie stays).
+	out := e.ok("run", "--rm", "--init", "--entrypoint", "sh", bbImage, "-c",
+		"(sleep 0.2 &) ; sleep 0.6; cat /proc/1/comm; ps -o stat,comm | grep -c '^Z' || true")
+	if lines := strings.Fields(out); len(lines) != 2 || lines[0] != "berth-init" || lines[1] != "0" {
+		t.Fatalf("--init: PID 1 and zombie count %q, want berth-init and 0", out)
+	}
+	e.code(5, "run", "--rm", "--init", "--entrypoint", "sh", bbImage, "-c", "exit 5")
+	// Without --init the shell is PID 1.
+	if out := e.ok("run", "--rm", "--entrypoint", "cat", bbImage, "/proc/1/comm"); strings.TrimSpace(out) != "cat" {
+		t.Fatalf("PID 1 without --init: %q", out)
+	}
+	// -i: stdin reaches the container and its EOF ends it.
+	r := e.runIn("one\ntwo\n", "run", "--rm", "-i", "--entrypoint", "sh", bbImage, "-c", "wc -l")
+	if r.code != 0 || strings.TrimSpace(r.out) != "2" {
+		t.Fatalf("-i: %s", r)
+	}
+	// -t: the process has a terminal (stdin of the CLI is not one here).
+	r = e.runIn("", "run", "--rm", "-t", "--entrypoint", "sh", bbImage, "-c", "tty; exit 3")
+	if r.code != 3 || !strings.Contains(r.out, "/dev/pts/") {
+		t.Fatalf("-t: %s", r)
+	}
+	// --stop-timeout 1 makes a plain stop escalate after about a second.
+	id := e.start("--stop-timeout", "1", appImage, "ignore-sigterm")
+	e.waitLog(id, "ready")
+	start := time.Now()
+	e.ok("stop", id)
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("stop with --stop-timeout 1 took %s", took)
+	}
+	if code := e.inspect(id).exitCode(); code != 137 {
+		t.Fatalf("exit after stop: %d, want 137", code)
+	}
+	e.code(125, "run", "--stop-timeout", "-1", appImage, "exit", "0")
 }
