@@ -65,6 +65,7 @@ func TestRun(t *testing.T) {
 		{"Security", testRunSecurity},
 		{"Concurrent", testRunConcurrent},
 		{"InitAndInput", testRunInitAndInput},
+		{"ImageInUse", testRunImageInUse},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -1225,4 +1226,24 @@ func testRunInitAndInput(t *testing.T, fx *runFixture) {
 		t.Fatalf("exit after stop: %d, want 137", code)
 	}
 	e.code(125, "run", "--stop-timeout", "-1", appImage, "exit", "0")
+}
+
+// testRunImageInUse: rmi and prune -a keep an image a task uses (running or
+// stopped, as docker does); rmi -f removes the name anyway.
+func testRunImageInUse(t *testing.T, fx *runFixture) {
+	e := newRunEnv(t, fx)
+	id := e.start(bbImage, "sleep", "30")
+	if r := e.code(125, "rmi", bbImage); !strings.Contains(r.err, "image in use") || !strings.Contains(r.err, id[:12]) {
+		t.Fatalf("rmi of a used image: %s", r)
+	}
+	if out := e.ok("image", "prune", "-a"); strings.Contains(out, "busybox") {
+		t.Fatalf("prune -a removed a used image:\n%s", out)
+	}
+	e.ok("stop", "-t", "1", id)
+	e.code(125, "rmi", bbImage) // a stopped task still holds it
+	e.ok("rm", id)
+	e.ok("rmi", bbImage)
+	if out := e.ok("images"); strings.Contains(out, "busybox") {
+		t.Fatalf("rmi left the image:\n%s", out)
+	}
 }
