@@ -157,6 +157,9 @@ type LogOptions struct {
 	// more data.
 	Follow bool
 	Done   func() bool
+	// Wake, if set, cuts the wait between polls short (the writer
+	// finished).
+	Wake <-chan struct{}
 }
 
 // readLogs prints a container's log files (oldest first) to stdout and
@@ -248,7 +251,10 @@ func followLog(f *os.File, path string, o LogOptions, stdout, stderr io.Writer) 
 			}
 			return nil
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-o.Wake:
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 

@@ -23,6 +23,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// keepExitPipe holds the attached client's exit pipe open until the
+// monitor process exits.
+var keepExitPipe *os.File
+
 // MonitorArg is the hidden command under which the CLI re-executes berth
 // as a task's monitor: `berth monitor TASK-ID`, with the ready pipe as fd 3.
 const MonitorArg = monitorArg
@@ -47,6 +51,7 @@ func (r *Runtime) RunMonitor(id string) error {
 	// An attached client wants the final state (it may be gone: EPIPE).
 	var exitPipe *os.File
 	if os.Getenv(monitorExitFDEnv) == "4" {
+		unix.CloseOnExec(4)
 		exitPipe = os.NewFile(4, "exit")
 		os.Unsetenv(monitorExitFDEnv)
 	}
@@ -57,7 +62,10 @@ func (r *Runtime) RunMonitor(id string) error {
 		if final, err := r.Get(id); err == nil {
 			json.NewEncoder(exitPipe).Encode(final)
 		}
-		exitPipe.Close()
+		// Not closed: the client reads EOF when this process exits, which
+		// tells it the cleanup (and an AutoRemove removal) is done. The
+		// package variable keeps the finalizer from closing it earlier.
+		keepExitPipe = exitPipe
 		exitPipe = nil
 	}
 	defer sendExit()

@@ -340,6 +340,19 @@ type Attachment struct {
 	task *Task
 	log  *os.File
 	exit chan *Task
+	wake chan struct{} // closed once the final state arrived
+	gone chan struct{} // closed when the monitor has exited
+}
+
+// MonitorDone waits until the task's monitor has exited (its cleanup, and
+// for AutoRemove tasks the removal, done), or timeout passes.
+func (a *Attachment) MonitorDone(timeout time.Duration) bool {
+	select {
+	case <-a.gone:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
 }
 
 // Start runs the task's monitor, which starts the containers, and waits
@@ -374,7 +387,7 @@ func (r *Runtime) start(ctx context.Context, id string, attach bool) (*Attachmen
 			return nil, err
 		}
 		exitW = w
-		a = &Attachment{r: r, task: t, log: lf, exit: make(chan *Task, 1)}
+		a = &Attachment{r: r, task: t, log: lf, exit: make(chan *Task, 1), wake: make(chan struct{}), gone: make(chan struct{})}
 		go func() {
 			defer exitR.Close()
 			var final Task
@@ -382,6 +395,10 @@ func (r *Runtime) start(ctx context.Context, id string, attach bool) (*Attachmen
 				a.exit <- &final
 			}
 			close(a.exit)
+			close(a.wake)
+			// The pipe ends when the monitor exits, its cleanup done.
+			io.Copy(io.Discard, exitR)
+			close(a.gone)
 		}()
 	}
 	if err := r.spawnMonitor(t, exitW); err != nil {
@@ -470,7 +487,7 @@ func (a *Attachment) Stream(stdout, stderr io.Writer) (*Task, error) {
 		}
 		return false
 	}
-	err := followLog(a.log, a.r.LogPath(a.task.ID, a.task.Containers[0].Name), LogOptions{Follow: true, Done: done}, stdout, stderr)
+	err := followLog(a.log, a.r.LogPath(a.task.ID, a.task.Containers[0].Name), LogOptions{Follow: true, Done: done, Wake: a.wake}, stdout, stderr)
 	if final == nil {
 		if t, err2 := a.r.Get(a.task.ID); err2 == nil {
 			final = t

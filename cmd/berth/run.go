@@ -276,8 +276,12 @@ func (g *globalOptions) run(cmd *cobra.Command, f *runFlags, ref string, args []
 		return err
 	}
 	if f.rm {
-		if err := rt.Remove(context.WithoutCancel(cmd.Context()), t.ID, true); err != nil && !errors.Is(err, runtime.ErrNotFound) {
-			g.logger.Warn("remove task", "task", t.Name, "err", err)
+		// The monitor removes an AutoRemove task itself; wait for it, and
+		// remove here only if it did not get there.
+		if !att.MonitorDone(10 * time.Second) {
+			if err := rt.Remove(context.WithoutCancel(cmd.Context()), t.ID, true); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+				g.logger.Warn("remove task", "task", t.Name, "err", err)
+			}
 		}
 	}
 	if code := final.ExitCode(); code != 0 {
