@@ -1,0 +1,107 @@
+//go:build linux
+
+package network
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+
+	"github.com/vishvananda/netlink"
+)
+
+// EnsureBridge creates the bridge if it is missing, gives it the gateway
+// address, brings it up, enables IPv4 forwarding and route_localnet on the
+// bridge (so that 127.0.0.1 can be DNAT'd to a task), and installs berth's
+// nf_tables table with its base chains and masquerade rules. It is idempotent
+// and repairs a partly made bridge.
+func (n *Network) EnsureBridge() error {
+	br, err := netlink.LinkByName(n.bridge)
+	var notFound netlink.LinkNotFoundError
+	switch {
+	case errors.As(err, &notFound):
+		la := netlink.NewLinkAttrs()
+		la.Name = n.bridge
+		// A fixed address: a bridge without one takes the lowest of its
+		// ports' addresses, which changes as tasks come and go and makes
+		// the tasks' neighbour entries for the gateway stale.
+		la.HardwareAddr = bridgeMAC(n.bridge)
+		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: la}); err != nil && !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("network: create bridge %s: %w", n.bridge, err)
+		}
+		if br, err = netlink.LinkByName(n.bridge); err != nil {
+			return fmt.Errorf("network: bridge %s: %w", n.bridge, err)
+		}
+	case err != nil:
+		return fmt.Errorf("network: bridge %s: %w", n.bridge, err)
+	}
+	if br.Type() != "bridge" {
+		return fmt.Errorf("network: %s exists and is a %s, not a bridge", n.bridge, br.Type())
+	}
+	gw := &netlink.Addr{IPNet: &net.IPNet{
+		IP:   n.gateway.AsSlice(),
+		Mask: net.CIDRMask(n.subnet.Bits(), 32),
+	}}
+	if err := netlink.AddrReplace(br, gw); err != nil {
+		return fmt.Errorf("network: address %s on %s: %w", gw.IPNet, n.bridge, err)
+	}
+	if err := netlink.LinkSetUp(br); err != nil {
+		return fmt.Errorf("network: bring up %s: %w", n.bridge, err)
+	}
+	if err := writeSysctl("/proc/sys/net/ipv4/ip_forward", "1"); err != nil {
+		return err
+	}
+	if err := writeSysctl(filepath.Join("/proc/sys/net/ipv4/conf", n.bridge, "route_localnet"), "1"); err != nil {
+		return err
+	}
+	return n.ensureTable()
+}
+
+// Remove deletes the bridge and this network's nf_tables table (Config.Table)
+// with all its rules, so networks must not share a table if one is to be
+// removed alone. IP forwarding is left on. Leases are kept (they belong to tasks, which Reclaim cleans up). Missing
+// pieces are not an error.
+func (n *Network) Remove() error {
+	var errs []error
+	if br, err := netlink.LinkByName(n.bridge); err == nil {
+		if br.Type() != "bridge" {
+			errs = append(errs, fmt.Errorf("network: %s is a %s, not a bridge: not removed", n.bridge, br.Type()))
+		} else if err := netlink.LinkDel(br); err != nil && !isNotFound(err) {
+			errs = append(errs, fmt.Errorf("network: delete bridge %s: %w", n.bridge, err))
+		}
+	} else if !isNotFound(err) {
+		errs = append(errs, fmt.Errorf("network: bridge %s: %w", n.bridge, err))
+	}
+	if err := n.deleteTable(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// bridgeMAC derives a locally administered unicast MAC address from the
+// bridge's name.
+func bridgeMAC(name string) net.HardwareAddr {
+	sum := sha256.Sum256([]byte("berth bridge " + name))
+	mac := net.HardwareAddr(sum[:6])
+	mac[0] = mac[0]&0xfe | 0x02
+	return mac
+}
+
+func writeSysctl(path, value string) error {
+	cur, err := os.ReadFile(path)
+	if err == nil && string(cur) == value+"\n" {
+		return nil
+	}
+	if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
+		return fmt.Errorf("network: sysctl %s=%s: %w", path, value, err)
+	}
+	return nil
+}
+
+func isNotFound(err error) bool {
+	var lnf netlink.LinkNotFoundError
+	return errors.As(err, &lnf) || errors.Is(err, os.ErrNotExist) || errors.Is(err, errNoDevice)
+}

@@ -1,0 +1,204 @@
+// Package network gives berth tasks their network: a Linux bridge with a
+// gateway address, one named network namespace per task joined to the bridge
+// by a veth pair, persistent IPv4 address leases (IPAM) and published ports
+// through berth's own nf_tables table.
+//
+// Everything is done over netlink (vishvananda/netlink for links, addresses
+// and routes; google/nftables for NAT rules): no ip or iptables binaries, no
+// userland proxy, no CNI plugins.
+//
+// State: leases live in Config.StateDir as one file per task (through
+// internal/store, locked so that several berth processes can allocate at
+// once); network namespaces are bind-mounted at RunRoot/netns/<task-id>.
+// Nothing is kept in memory between calls, so any process holding the same
+// Config sees and can undo what another made.
+package network
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+
+	"github.com/berth-dev/berth/internal/store"
+)
+
+// Defaults for Config's zero fields.
+const (
+	// DefaultBridge is the bridge berth creates for bridge-mode tasks.
+	DefaultBridge = "berth0"
+	// DefaultTable is the name of berth's nf_tables table (family ip).
+	DefaultTable = "berth"
+	// DefaultRunRoot is where berth keeps runtime state (gone at reboot).
+	DefaultRunRoot = "/run/berth"
+)
+
+// DefaultSubnet is the bridge's IPv4 subnet when Config.Subnet is not set.
+// 10.209.0.0/16 was chosen because it is rarely used by anything else:
+// Docker takes 172.17.0.0/16 and then 172.18+ and 192.168.x, podman
+// 10.88.0.0/16, Kubernetes distributions 10.42–10.44, 10.96 and 10.244,
+// libvirt 192.168.122.0/24, and home and office networks favour 10.0.x,
+// 10.1.x, 10.10.x and 192.168.x. Hosts where it clashes set Config.Subnet.
+var DefaultSubnet = netip.MustParsePrefix("10.209.0.0/16")
+
+// Config describes one bridge network. Zero fields take the defaults above.
+type Config struct {
+	// BridgeName is the Linux bridge's name (at most 15 bytes).
+	BridgeName string
+	// Subnet is the IPv4 subnet of the bridge. The gateway (the bridge's own
+	// address) is its first host address; tasks get the others.
+	Subnet netip.Prefix
+	// StateDir holds the leases (a directory, created if missing); normally
+	// <state root>/network/<bridge>. Required.
+	StateDir string
+	// RunRoot is berth's runtime directory; network namespaces are
+	// bind-mounted at RunRoot/netns/<task-id>.
+	RunRoot string
+	// Table is the nf_tables table (family ip) holding the NAT rules of
+	// this network. Tests use unique names; berth uses DefaultTable.
+	Table string
+}
+
+// Network is one configured bridge network. Its methods are safe for
+// concurrent use by several goroutines and processes.
+type Network struct {
+	bridge  string
+	subnet  netip.Prefix
+	gateway netip.Addr
+	runRoot string
+	table   string
+	st      *store.Store
+}
+
+// Endpoint is a task's place on the network, as SetupTask made it.
+type Endpoint struct {
+	// NetNSPath is the bind-mounted network namespace, for libcontainer.
+	NetNSPath string
+	// Addr is the task's address (on eth0 inside the namespace).
+	Addr netip.Addr
+	// Prefix is Addr with the subnet's prefix length.
+	Prefix netip.Prefix
+	// Gateway is the bridge's address, the task's default route.
+	Gateway netip.Addr
+	// HostVeth is the name of the host end of the veth pair.
+	HostVeth string
+}
+
+// Proto is a transport protocol of a port mapping.
+type Proto string
+
+// Protocols a port mapping can use.
+const (
+	TCP Proto = "tcp"
+	UDP Proto = "udp"
+)
+
+// PortMapping publishes a container port on the host.
+type PortMapping struct {
+	// HostIP restricts the mapping to one local address (for example
+	// 127.0.0.1); the zero value means every local address.
+	HostIP        netip.Addr
+	HostPort      uint16
+	ContainerPort uint16
+	// Proto is TCP or UDP; empty means TCP.
+	Proto Proto
+}
+
+// ErrUnsupported is returned on systems other than Linux.
+var ErrUnsupported = errors.New("network: not supported on this operating system")
+
+// New checks cfg, fills in defaults and opens the lease store. It changes
+// nothing on the host.
+func New(cfg Config) (*Network, error) {
+	if cfg.BridgeName == "" {
+		cfg.BridgeName = DefaultBridge
+	}
+	if err := checkIfName(cfg.BridgeName); err != nil {
+		return nil, fmt.Errorf("network: bridge name: %w", err)
+	}
+	if !cfg.Subnet.IsValid() {
+		cfg.Subnet = DefaultSubnet
+	}
+	subnet := cfg.Subnet.Masked()
+	if !subnet.Addr().Is4() {
+		return nil, fmt.Errorf("network: subnet %s: only IPv4 subnets are supported", cfg.Subnet)
+	}
+	if subnet.Bits() > 30 {
+		return nil, fmt.Errorf("network: subnet %s is too small: need at most /30", cfg.Subnet)
+	}
+	if cfg.RunRoot == "" {
+		cfg.RunRoot = DefaultRunRoot
+	}
+	if cfg.Table == "" {
+		cfg.Table = DefaultTable
+	}
+	if cfg.StateDir == "" {
+		return nil, errors.New("network: Config.StateDir is required")
+	}
+	st, err := store.Open(cfg.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("network: %w", err)
+	}
+	runRoot, err := filepath.Abs(cfg.RunRoot)
+	if err != nil {
+		return nil, fmt.Errorf("network: run root: %w", err)
+	}
+	return &Network{
+		bridge:  cfg.BridgeName,
+		subnet:  subnet,
+		gateway: subnet.Addr().Next(),
+		runRoot: runRoot,
+		table:   cfg.Table,
+		st:      st,
+	}, nil
+}
+
+// BridgeName returns the bridge's name.
+func (n *Network) BridgeName() string { return n.bridge }
+
+// Subnet returns the bridge's subnet.
+func (n *Network) Subnet() netip.Prefix { return n.subnet }
+
+// Gateway returns the bridge's address.
+func (n *Network) Gateway() netip.Addr { return n.gateway }
+
+// NetNSPath returns where the task's network namespace is (or would be)
+// bind-mounted.
+func (n *Network) NetNSPath(taskID string) string {
+	return filepath.Join(n.runRoot, "netns", taskID)
+}
+
+// checkIfName checks a Linux interface name.
+func checkIfName(name string) error {
+	if name == "" || len(name) > 15 {
+		return fmt.Errorf("%q: must be 1 to 15 bytes", name)
+	}
+	for _, c := range []byte(name) {
+		if c <= ' ' || c == '/' || c == ':' || c >= 0x7f {
+			return fmt.Errorf("%q: contains %q", name, c)
+		}
+	}
+	if name == "." || name == ".." {
+		return fmt.Errorf("%q: not a valid name", name)
+	}
+	return nil
+}
+
+// checkTaskID checks that a task ID can name a lease file, a netns file and
+// an nf_tables rule tag: 1 to 128 bytes of [A-Za-z0-9_.-], not starting with
+// a dot or a dash.
+func checkTaskID(id string) error {
+	if id == "" || len(id) > 128 {
+		return fmt.Errorf("network: task ID %q: must be 1 to 128 bytes", id)
+	}
+	if id[0] == '.' || id[0] == '-' {
+		return fmt.Errorf("network: task ID %q: must not start with %q", id, id[0])
+	}
+	for _, c := range []byte(id) {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-'
+		if !ok {
+			return fmt.Errorf("network: task ID %q: contains %q", id, c)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,228 @@
+//go:build linux
+
+package network
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+var errNoDevice = unix.ENODEV
+
+// hostVethName is the host end of a task's veth pair: derived from the
+// bridge and task ID, so teardown finds it without any saved state. 11 hex
+// digits of a SHA-256 make a collision between two live tasks improbable
+// (about 1 in 10^10 for a thousand tasks).
+func (n *Network) hostVethName(taskID string) string {
+	sum := sha256.Sum256([]byte(n.bridge + "\x00" + taskID))
+	return "vb" + hex.EncodeToString(sum[:])[:11]
+}
+
+// SetupTask gives a task its network: a new network namespace bind-mounted
+// at NetNSPath(taskID), a veth pair whose host end joins the bridge and whose
+// other end is eth0 in the namespace with the task's leased address, a
+// default route via the gateway, and lo up. The bridge must exist
+// (EnsureBridge). Leftovers of an earlier setup for the same task (a crash
+// half-way) are removed first. On failure, what was made is removed again but
+// the lease is kept, so a retry gets the same address.
+func (n *Network) SetupTask(taskID string) (_ *Endpoint, err error) {
+	if err := checkTaskID(taskID); err != nil {
+		return nil, err
+	}
+	br, err := netlink.LinkByName(n.bridge)
+	if err != nil {
+		return nil, fmt.Errorf("network: bridge %s (EnsureBridge first?): %w", n.bridge, err)
+	}
+	addr, err := n.Allocate(taskID)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.teardownPlumbing(taskID); err != nil {
+		return nil, fmt.Errorf("network: clear leftovers of task %s: %w", taskID, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = n.teardownPlumbing(taskID)
+		}
+	}()
+
+	nsPath := n.NetNSPath(taskID)
+	if err := createNetNS(nsPath); err != nil {
+		return nil, err
+	}
+	nsh, err := netns.GetFromPath(nsPath)
+	if err != nil {
+		return nil, fmt.Errorf("network: open %s: %w", nsPath, err)
+	}
+	defer nsh.Close()
+
+	hostName := n.hostVethName(taskID)
+	la := netlink.NewLinkAttrs()
+	la.Name = hostName
+	la.MasterIndex = br.Attrs().Index
+	la.MTU = br.Attrs().MTU
+	veth := &netlink.Veth{LinkAttrs: la, PeerName: "eth0", PeerNamespace: netlink.NsFd(int(nsh))}
+	if err := netlink.LinkAdd(veth); err != nil {
+		return nil, fmt.Errorf("network: create veth %s: %w", hostName, err)
+	}
+	host, err := netlink.LinkByName(hostName)
+	if err != nil {
+		return nil, fmt.Errorf("network: veth %s: %w", hostName, err)
+	}
+	// Hairpin: a task reaching its own published port. Where br_netfilter
+	// is loaded (bridge-nf-call-iptables=1, as on the test machine) the DNAT
+	// happens while the frame is being bridged, and the bridge must send it
+	// back out of the port it came in on.
+	if err := netlink.LinkSetHairpin(host, true); err != nil {
+		return nil, fmt.Errorf("network: hairpin mode on %s: %w", hostName, err)
+	}
+	if err := netlink.LinkSetUp(host); err != nil {
+		return nil, fmt.Errorf("network: bring up %s: %w", hostName, err)
+	}
+
+	h, err := netlink.NewHandleAt(nsh)
+	if err != nil {
+		return nil, fmt.Errorf("network: netlink in %s: %w", nsPath, err)
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err == nil {
+		err = h.LinkSetUp(lo)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("network: bring up lo in %s: %w", nsPath, err)
+	}
+	eth0, err := h.LinkByName("eth0")
+	if err != nil {
+		return nil, fmt.Errorf("network: eth0 in %s: %w", nsPath, err)
+	}
+	mask := net.CIDRMask(n.subnet.Bits(), 32)
+	if err := h.AddrAdd(eth0, &netlink.Addr{IPNet: &net.IPNet{IP: addr.AsSlice(), Mask: mask}}); err != nil {
+		return nil, fmt.Errorf("network: address %s on eth0: %w", addr, err)
+	}
+	if err := h.LinkSetUp(eth0); err != nil {
+		return nil, fmt.Errorf("network: bring up eth0 in %s: %w", nsPath, err)
+	}
+	def := &netlink.Route{
+		LinkIndex: eth0.Attrs().Index,
+		Dst:       &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)},
+		Gw:        n.gateway.AsSlice(),
+	}
+	if err := h.RouteAdd(def); err != nil {
+		return nil, fmt.Errorf("network: default route via %s: %w", n.gateway, err)
+	}
+	return &Endpoint{
+		NetNSPath: nsPath,
+		Addr:      addr,
+		Prefix:    netip.PrefixFrom(addr, n.subnet.Bits()),
+		Gateway:   n.gateway,
+		HostVeth:  hostName,
+	}, nil
+}
+
+// TeardownTask undoes SetupTask and AddPorts: it deletes the task's port
+// mappings and veth pair, unmounts and removes its network namespace file
+// and releases its lease. It is idempotent and copes with half-made state;
+// it tries every step and returns all errors.
+func (n *Network) TeardownTask(taskID string) error {
+	if err := checkTaskID(taskID); err != nil {
+		return err
+	}
+	var errs []error
+	if err := n.RemovePorts(taskID); err != nil {
+		errs = append(errs, err)
+	}
+	if err := n.teardownPlumbing(taskID); err != nil {
+		errs = append(errs, err)
+	}
+	if err := n.Release(taskID); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// teardownPlumbing removes the task's veth pair and network namespace.
+func (n *Network) teardownPlumbing(taskID string) error {
+	var errs []error
+	name := n.hostVethName(taskID)
+	if l, err := netlink.LinkByName(name); err == nil {
+		// Deleting one end of a veth pair deletes the other.
+		if err := netlink.LinkDel(l); err != nil && !isNotFound(err) {
+			errs = append(errs, fmt.Errorf("network: delete veth %s: %w", name, err))
+		}
+	} else if !isNotFound(err) {
+		errs = append(errs, fmt.Errorf("network: veth %s: %w", name, err))
+	}
+	if err := removeNetNS(n.NetNSPath(taskID)); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// createNetNS creates a new network namespace and bind-mounts it at path.
+//
+// The namespace is made by a goroutine that locks itself to its OS thread,
+// unshares the thread's network namespace and never unlocks: when it
+// returns, the Go runtime ends the thread, so no goroutine can ever run in
+// the switched namespace (netns.NewNamed would switch the caller's thread
+// and mount under /run/netns, which iproute2 re-mounts; FIELD-NOTES).
+func createNetNS(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("network: netns dir: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if err != nil {
+		return fmt.Errorf("network: netns file: %w", err)
+	}
+	f.Close()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// No UnlockOSThread: the thread dies with this goroutine.
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("network: unshare network namespace: %w", err)
+			return
+		}
+		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
+		if err := unix.Mount(src, path, "", unix.MS_BIND, ""); err != nil {
+			errc <- fmt.Errorf("network: bind-mount network namespace at %s: %w", path, err)
+			return
+		}
+		errc <- nil
+	}()
+	if err := <-errc; err != nil {
+		_ = os.Remove(path)
+		return err
+	}
+	return nil
+}
+
+// removeNetNS unmounts and removes a network namespace file; a missing or
+// unmounted file is fine.
+func removeNetNS(path string) error {
+	for {
+		err := unix.Unmount(path, unix.MNT_DETACH)
+		if err == nil {
+			continue // stacked mounts: unmount until none is left
+		}
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+			break
+		}
+		return fmt.Errorf("network: unmount %s: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("network: remove %s: %w", path, err)
+	}
+	return nil
+}
