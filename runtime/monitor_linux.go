@@ -24,7 +24,9 @@ import (
 )
 
 // keepExitPipe holds the attached client's exit pipe open until the
-// monitor process exits.
+// monitor process exits (a dropped *os.File is closed by its finalizer).
+//
+//lint:ignore U1000 only held, never read
 var keepExitPipe *os.File
 
 // MonitorArg is the hidden command under which the CLI re-executes berth
@@ -295,6 +297,7 @@ func (r *Runtime) finish(id string) error {
 	if t.AutoRemove {
 		return r.cleanup(t)
 	}
+	r.runOnStop(t)
 	var errs []error
 	for _, c := range t.Containers {
 		if lc, err := libcontainer.Load(r.lcRoot, lcID(t.ID, c.Name)); err == nil {

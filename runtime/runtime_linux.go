@@ -118,6 +118,8 @@ type TaskConfig struct {
 	Labels     map[string]string
 	AutoRemove bool
 	Containers []ContainerConfig
+	// OnStop: see Task.OnStop.
+	OnStop [][]string
 }
 
 // Create prepares a task: rootfs mounts and OCI bundles for each container,
@@ -151,7 +153,7 @@ func (r *Runtime) Create(ctx context.Context, tc TaskConfig) (_ *Task, err error
 			return nil, fmt.Errorf("%w: the name %q is used by task %s; remove it or pick another name", ErrExists, name, t.ID[:12])
 		}
 	}
-	t := &Task{ID: id, Name: name, Labels: tc.Labels, Created: time.Now().UTC(), Status: TaskPending, AutoRemove: tc.AutoRemove}
+	t := &Task{ID: id, Name: name, Labels: tc.Labels, Created: time.Now().UTC(), Status: TaskPending, AutoRemove: tc.AutoRemove, OnStop: tc.OnStop}
 	defer func() {
 		if err != nil {
 			r.cleanup(t)
@@ -691,6 +693,7 @@ func (r *Runtime) Remove(ctx context.Context, id string, force bool) error {
 // that was only half created.
 func (r *Runtime) cleanup(t *Task) error {
 	var errs []error
+	r.runOnStop(t)
 	for _, c := range t.Containers {
 		if lc, err := libcontainer.Load(r.lcRoot, lcID(t.ID, c.Name)); err == nil {
 			if err := lc.Destroy(); err != nil {
@@ -781,4 +784,20 @@ func (r *Runtime) Command(id, ctr string) string {
 		cmd = cmd[:29] + "…"
 	}
 	return cmd
+}
+
+// runOnStop runs the task's OnStop commands, logging failures: a release
+// that fails must not keep the rest of the cleanup from happening.
+func (r *Runtime) runOnStop(t *Task) {
+	for _, argv := range t.OnStop {
+		if len(argv) == 0 {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
+		cancel()
+		if err != nil {
+			r.log.Warn("on-stop command failed", "task", t.ID, "cmd", argv, "err", err, "output", string(out))
+		}
+	}
 }

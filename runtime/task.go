@@ -54,6 +54,11 @@ type Task struct {
 	// MonitorPID is the per-task monitor's process, 0 when none runs.
 	MonitorPID int          `json:"monitorPid,omitempty"`
 	Containers []*Container `json:"containers"`
+	// OnStop are commands run (each at most once per stop, idempotent by
+	// contract) when the task stops and when it is removed: how the layer
+	// above releases what it set up for the task (its network) without the
+	// runtime knowing about it.
+	OnStop [][]string `json:"onStop,omitempty"`
 }
 
 // Container is one container's recorded state within a task.

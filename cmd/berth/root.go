@@ -114,6 +114,7 @@ kernel with nf_tables, and keeps services running.`,
 		newExecCommand(g),
 		newStatsCommand(g),
 		newSystemCommand(g),
+		newNetworkCommand(g),
 		newMonitorCommand(g),
 		newInitCommand(),
 	)

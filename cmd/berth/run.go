@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -36,7 +37,8 @@ type runFlags struct {
 	pidsLimit                                                int64
 	stopTimeout                                              int
 	env, envFiles, ulimits, volumes, tmpfs, capAdd, capDrop  []string
-	securityOpts, labels                                     []string
+	securityOpts, labels, publish                            []string
+	network                                                  string
 	entrypointSet                                            bool
 }
 
@@ -82,6 +84,8 @@ func newRunCommand(g *globalOptions) *cobra.Command {
 	fl.BoolVarP(&f.interactive, "interactive", "i", false, "pass stdin to the container")
 	fl.BoolVarP(&f.tty, "tty", "t", false, "allocate a terminal")
 	fl.StringVar(&f.platform, "platform", "", "platform to pull if the image is absent")
+	fl.StringVar(&f.network, "network", "none", "none (a private loopback-only namespace) or bridge (berth0, with -p)")
+	fl.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a port: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp] (needs --network bridge)")
 	return cmd
 }
 
@@ -232,8 +236,24 @@ func (g *globalOptions) run(cmd *cobra.Command, f *runFlags, ref string, args []
 		ic.ExposedPorts = append(ic.ExposedPorts, p)
 	}
 	_ = st.Touch(cmd.Context(), rec.Name)
+	var onStop [][]string
+	switch f.network {
+	case "none":
+		if len(f.publish) > 0 {
+			return errors.New("-p needs --network bridge")
+		}
+	case "bridge":
+		nsPath, release, err := g.setupBridge(id, f.publish)
+		if err != nil {
+			return err
+		}
+		o.NetNSPath = nsPath
+		onStop = [][]string{release}
+	default:
+		return fmt.Errorf("invalid --network %q: want none or bridge", f.network)
+	}
 	t, err := rt.Create(cmd.Context(), runtime.TaskConfig{
-		ID: id, Name: f.name, Labels: o.Labels, AutoRemove: f.rm,
+		ID: id, Name: f.name, Labels: o.Labels, AutoRemove: f.rm, OnStop: onStop,
 		Containers: []runtime.ContainerConfig{{
 			Name: "main", Image: image.FamiliarName(rec.Name), ImageID: rec.ID.String(), Layers: layers, ReadOnly: f.readOnly,
 			Stdin: f.interactive, TTY: f.tty, StopTimeout: time.Duration(f.stopTimeout) * time.Second,
@@ -241,6 +261,9 @@ func (g *globalOptions) run(cmd *cobra.Command, f *runFlags, ref string, args []
 		}},
 	})
 	if err != nil {
+		for _, argv := range onStop { // Create changed nothing; undo the network
+			exec.Command(argv[0], argv[1:]...).Run()
+		}
 		return withSpecCode(err)
 	}
 	if f.detach {

@@ -11,6 +11,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +30,7 @@ import (
 	"github.com/berth-dev/berth/internal/testrig"
 	"github.com/berth-dev/berth/internal/testrig/registry"
 	"github.com/berth-dev/berth/internal/testrig/testimage"
+	"github.com/berth-dev/berth/network"
 )
 
 // The images every run test loads (from one OCI archive, no registry).
@@ -66,6 +72,7 @@ func TestRun(t *testing.T) {
 		{"Concurrent", testRunConcurrent},
 		{"InitAndInput", testRunInitAndInput},
 		{"ImageInUse", testRunImageInUse},
+		{"Bridge", testRunBridge},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -110,6 +117,7 @@ type runEnv struct {
 
 	mu   sync.Mutex
 	seen map[string]bool // task IDs ever seen, for the leftover checks
+	env  []string        // extra environment for berth
 }
 
 // newRunEnv makes private dirs, loads the test images and registers the
@@ -132,7 +140,7 @@ func newRunEnv(t *testing.T, fx *runFixture) *runEnv {
 func (e *runEnv) cmd(ctx context.Context, args ...string) *exec.Cmd {
 	full := append([]string{"--root", e.root, "--run-root", e.runRoot, "--config-dir", e.config}, args...)
 	c := exec.CommandContext(ctx, e.fx.bin, full...)
-	c.Env = append(os.Environ(), "BERTH_LOG_LEVEL=warn")
+	c.Env = append(append(os.Environ(), "BERTH_LOG_LEVEL=warn"), e.env...)
 	c.WaitDelay = 5 * time.Second
 	return c
 }
@@ -1246,4 +1254,66 @@ func testRunImageInUse(t *testing.T, fx *runFixture) {
 	if out := e.ok("images"); strings.Contains(out, "busybox") {
 		t.Fatalf("rmi left the image:\n%s", out)
 	}
+}
+
+// testRunBridge: --network bridge with -p publishes a container port on
+// 127.0.0.1 through nf_tables; rm (and a --rm task's own exit) removes the
+// veth, the netns, the rules and the lease. It uses its own bridge, subnet
+// and nf_tables table, removed at the end.
+func testRunBridge(t *testing.T, fx *runFixture) {
+	e := newRunEnv(t, fx)
+	suffix := fmt.Sprintf("%06x", mrand.Uint32()&0xffffff)
+	bridge, table := "bt"+suffix, "berth_t_"+suffix
+	subnet := fmt.Sprintf("10.214.%d.0/24", mrand.IntN(250)+1)
+	e.env = []string{"BERTH_BRIDGE=" + bridge, "BERTH_BRIDGE_SUBNET=" + subnet, "BERTH_NFT_TABLE=" + table}
+	t.Cleanup(func() {
+		n, err := network.New(network.Config{BridgeName: bridge, Subnet: netip.MustParsePrefix(subnet), StateDir: t.TempDir(), RunRoot: e.runRoot, Table: table})
+		if err == nil {
+			n.Remove()
+		}
+	})
+	e.code(125, "run", "-p", "8080:8080", appImage, "exit", "0") // -p needs bridge
+	e.code(125, "run", "--network", "bridge", "-p", "80:8080:1", appImage, "exit", "0")
+
+	port := freePort(t)
+	id := e.start("--network", "bridge", "-p", fmt.Sprintf("127.0.0.1:%d:8080", port), appImage, "serve")
+	e.waitLog(id, "listening on")
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/hello", port))
+	if err != nil {
+		t.Fatalf("published port: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "hello from") {
+		t.Fatalf("published port answered %q", body)
+	}
+	nsFile := filepath.Join(e.runRoot, "netns", id)
+	if _, err := os.Stat(nsFile); err != nil {
+		t.Fatalf("netns mount: %v", err)
+	}
+	e.ok("rm", "-f", id)
+	if _, err := os.Stat(nsFile); err == nil {
+		t.Fatal("netns file left after rm")
+	}
+	if out, _ := exec.Command("nft", "list", "table", "ip", table).CombinedOutput(); strings.Contains(string(out), id) {
+		t.Fatalf("port rules left after rm:\n%s", out)
+	}
+	if _, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/hello", port)); err == nil {
+		t.Fatal("port still answers after rm")
+	}
+	// A --rm task releases its network when it exits by itself.
+	e.ok("run", "--rm", "--network", "bridge", appImage, "exit", "0")
+	links, _ := exec.Command("ip", "-o", "link", "show", "master", bridge).CombinedOutput()
+	if strings.TrimSpace(string(links)) != "" {
+		t.Fatalf("veths left on the bridge:\n%s", links)
+	}
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
