@@ -1,8 +1,8 @@
 #!/bin/sh
 # The demo: what berth does on this host today. It builds a small web image
-# from busybox-static (no network needed), loads it, runs it as a task and
-# talks to it. Later issues extend it until it runs a supervised demo
-# service on a published port.
+# from busybox-static (no network needed), loads it, runs it as a task with
+# a published port and talks to it. Later issues extend it until the web
+# server is a supervised service. DEMO_PORT picks the host port (8080).
 set -eu
 berth=${1:-bin/berth}
 tmp=$(mktemp -d)
@@ -17,12 +17,14 @@ go run ./hack/demoimage "$tmp/demo"
 "$berth" images
 step "run a one-off command"
 "$berth" run --rm berth.local/demo echo "hello from a berth task"
-step "run the web server detached, limited to 64 MiB and half a CPU"
+step "run the web server detached on the berth0 bridge, published on 127.0.0.1:${DEMO_PORT:=8080}, limited to 64 MiB and half a CPU"
 "$berth" rm -f berth-demo >/dev/null 2>&1 || true
-"$berth" run -d --name berth-demo -m 64m --cpus 0.5 berth.local/demo
+"$berth" run -d --name berth-demo --network bridge -p "127.0.0.1:$DEMO_PORT:8080" -m 64m --cpus 0.5 berth.local/demo
 sleep 0.5
 "$berth" ps
-step "fetch its page from inside the task"
+step "fetch its page from the host, through the published port"
+busybox wget -qO- "http://127.0.0.1:$DEMO_PORT/"
+step "and from inside the task"
 "$berth" exec berth-demo wget -qO- http://127.0.0.1:8080/
 "$berth" stats --no-stream berth-demo
 "$berth" logs berth-demo
@@ -30,5 +32,5 @@ step "stop and remove it"
 "$berth" stop berth-demo
 "$berth" rm berth-demo
 echo
-echo "Published ports and supervised services come with the networking and"
-echo "service issues; see README.md."
+echo "Supervised services (desired count, restarts) come with the service"
+echo "issues; see README.md."
