@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -37,7 +38,7 @@ type runFlags struct {
 	pidsLimit                                                int64
 	stopTimeout                                              int
 	env, envFiles, ulimits, volumes, tmpfs, capAdd, capDrop  []string
-	securityOpts, labels, publish                            []string
+	securityOpts, labels, publish, logOpts                   []string
 	network                                                  string
 	entrypointSet                                            bool
 }
@@ -84,6 +85,7 @@ func newRunCommand(g *globalOptions) *cobra.Command {
 	fl.BoolVarP(&f.interactive, "interactive", "i", false, "pass stdin to the container")
 	fl.BoolVarP(&f.tty, "tty", "t", false, "allocate a terminal")
 	fl.StringVar(&f.platform, "platform", "", "platform to pull if the image is absent")
+	fl.StringArrayVar(&f.logOpts, "log-opt", nil, "log rotation: max-size=SIZE (default 10m), max-file=N (default 3)")
 	fl.StringVar(&f.network, "network", "none", "none (a private loopback-only namespace) or bridge (berth0, with -p)")
 	fl.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a port: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp] (needs --network bridge)")
 	return cmd
@@ -236,6 +238,10 @@ func (g *globalOptions) run(cmd *cobra.Command, f *runFlags, ref string, args []
 		ic.ExposedPorts = append(ic.ExposedPorts, p)
 	}
 	_ = st.Touch(cmd.Context(), rec.Name)
+	logMaxSize, logMaxFiles, err := parseLogOpts(f.logOpts)
+	if err != nil {
+		return err
+	}
 	var onStop [][]string
 	switch f.network {
 	case "none":
@@ -257,6 +263,7 @@ func (g *globalOptions) run(cmd *cobra.Command, f *runFlags, ref string, args []
 		Containers: []runtime.ContainerConfig{{
 			Name: "main", Image: image.FamiliarName(rec.Name), ImageID: rec.ID.String(), Layers: layers, ReadOnly: f.readOnly,
 			Stdin: f.interactive, TTY: f.tty, StopTimeout: time.Duration(f.stopTimeout) * time.Second,
+			LogMaxSize: logMaxSize, LogMaxFiles: logMaxFiles,
 			Spec: func(rootfs string) (*specs.Spec, error) { return spec.Generate(ic, o, rootfs) },
 		}},
 	})
@@ -749,4 +756,33 @@ func newSystemCommand(g *globalOptions) *cobra.Command {
 	}
 	cmd.AddCommand(cleanup)
 	return cmd
+}
+
+// parseLogOpts reads --log-opt max-size=SIZE and max-file=N (docker's
+// json-file options); zero values mean the runtime's defaults.
+func parseLogOpts(opts []string) (int64, int, error) {
+	var size int64
+	var files int
+	for _, o := range opts {
+		k, v, ok := strings.Cut(o, "=")
+		switch {
+		case !ok:
+			return 0, 0, fmt.Errorf("invalid --log-opt %q: want KEY=VALUE", o)
+		case k == "max-size":
+			n, err := spec.ParseBytes(v)
+			if err != nil || n < 1024 {
+				return 0, 0, fmt.Errorf("invalid --log-opt max-size=%s: want a size of at least 1k, such as 10m", v)
+			}
+			size = n
+		case k == "max-file":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 100 {
+				return 0, 0, fmt.Errorf("invalid --log-opt max-file=%s: want a number from 1 to 100", v)
+			}
+			files = n
+		default:
+			return 0, 0, fmt.Errorf("unknown --log-opt %q: berth's json-file logs take max-size and max-file", k)
+		}
+	}
+	return size, files, nil
 }

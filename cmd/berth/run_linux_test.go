@@ -1317,3 +1317,31 @@ func freePort(t *testing.T) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+func TestParseLogOpts(t *testing.T) {
+	for _, tc := range []struct {
+		opts  []string
+		size  int64
+		files int
+		err   string
+	}{
+		{nil, 0, 0, ""},
+		{[]string{"max-size=1m", "max-file=5"}, 1 << 20, 5, ""},
+		{[]string{"max-size=12q"}, 0, 0, "max-size=12q"},
+		{[]string{"max-size=10"}, 0, 0, "at least 1k"},
+		{[]string{"max-file=0"}, 0, 0, "max-file=0"},
+		{[]string{"compress=true"}, 0, 0, "unknown --log-opt"},
+		{[]string{"max-size"}, 0, 0, "KEY=VALUE"},
+	} {
+		size, files, err := parseLogOpts(tc.opts)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%v: error %v, want %q", tc.opts, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || size != tc.size || files != tc.files {
+			t.Errorf("%v: %d %d %v, want %d %d", tc.opts, size, files, err, tc.size, tc.files)
+		}
+	}
+}
