@@ -120,6 +120,8 @@ type TaskConfig struct {
 	Containers []ContainerConfig
 	// OnStop: see Task.OnStop.
 	OnStop [][]string
+	// Ports: see Task.Ports.
+	Ports []string
 }
 
 // Create prepares a task: rootfs mounts and OCI bundles for each container,
@@ -153,7 +155,7 @@ func (r *Runtime) Create(ctx context.Context, tc TaskConfig) (_ *Task, err error
 			return nil, fmt.Errorf("%w: the name %q is used by task %s; remove it or pick another name", ErrExists, name, t.ID[:12])
 		}
 	}
-	t := &Task{ID: id, Name: name, Labels: tc.Labels, Created: time.Now().UTC(), Status: TaskPending, AutoRemove: tc.AutoRemove, OnStop: tc.OnStop}
+	t := &Task{ID: id, Name: name, Labels: tc.Labels, Created: time.Now().UTC(), Status: TaskPending, AutoRemove: tc.AutoRemove, OnStop: tc.OnStop, Ports: tc.Ports}
 	defer func() {
 		if err != nil {
 			r.cleanup(t)

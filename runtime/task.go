@@ -59,6 +59,9 @@ type Task struct {
 	// above releases what it set up for the task (its network) without the
 	// runtime knowing about it.
 	OnStop [][]string `json:"onStop,omitempty"`
+	// Ports are the published ports, as listings print them
+	// ("127.0.0.1:8080->8080/tcp"); set by the layer that published them.
+	Ports []string `json:"ports,omitempty"`
 }
 
 // Container is one container's recorded state within a task.

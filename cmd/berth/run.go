@@ -259,7 +259,7 @@ func (g *globalOptions) run(cmd *cobra.Command, f *runFlags, ref string, args []
 		return fmt.Errorf("invalid --network %q: want none or bridge", f.network)
 	}
 	t, err := rt.Create(cmd.Context(), runtime.TaskConfig{
-		ID: id, Name: f.name, Labels: o.Labels, AutoRemove: f.rm, OnStop: onStop,
+		ID: id, Name: f.name, Labels: o.Labels, AutoRemove: f.rm, OnStop: onStop, Ports: portStrings(f.publish),
 		Containers: []runtime.ContainerConfig{{
 			Name: "main", Image: image.FamiliarName(rec.Name), ImageID: rec.ID.String(), Layers: layers, ReadOnly: f.readOnly,
 			Stdin: f.interactive, TTY: f.tty, StopTimeout: time.Duration(f.stopTimeout) * time.Second,
@@ -382,7 +382,7 @@ func newPsCommand(g *globalOptions) *cobra.Command {
 			fmt.Fprintln(tw, "TASK ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tPORTS\tNAMES")
 			for _, t := range shown {
 				c := t.Containers[0]
-				fmt.Fprintf(tw, "%s\t%s\t%q\t%s\t%s\t\t%s\n", t.ID[:12], c.Image, rt.Command(t.ID, c.Name), ago(t.Created), c.ExitStatus(), t.Name)
+				fmt.Fprintf(tw, "%s\t%s\t%q\t%s\t%s\t%s\t%s\n", t.ID[:12], c.Image, rt.Command(t.ID, c.Name), ago(t.Created), c.ExitStatus(), strings.Join(t.Ports, ", "), t.Name)
 			}
 			return tw.Flush()
 		},
@@ -785,4 +785,21 @@ func parseLogOpts(opts []string) (int64, int, error) {
 		}
 	}
 	return size, files, nil
+}
+
+// portStrings renders -p values as docker's ps does: 127.0.0.1:8080->80/tcp.
+func portStrings(publish []string) []string {
+	var out []string
+	for _, p := range publish {
+		pm, err := parsePublish(p)
+		if err != nil {
+			continue
+		}
+		host := "0.0.0.0"
+		if pm.HostIP.IsValid() {
+			host = pm.HostIP.String()
+		}
+		out = append(out, fmt.Sprintf("%s:%d->%d/%s", host, pm.HostPort, pm.ContainerPort, pm.Proto))
+	}
+	return out
 }

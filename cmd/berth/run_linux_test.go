@@ -1278,6 +1278,9 @@ func testRunBridge(t *testing.T, fx *runFixture) {
 	port := freePort(t)
 	id := e.start("--network", "bridge", "-p", fmt.Sprintf("127.0.0.1:%d:8080", port), appImage, "serve")
 	e.waitLog(id, "listening on")
+	if out := e.ok("ps"); !strings.Contains(out, fmt.Sprintf("127.0.0.1:%d->8080/tcp", port)) {
+		t.Fatalf("ps does not show the published port:\n%s", out)
+	}
 	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/hello", port))
 	if err != nil {
 		t.Fatalf("published port: %v", err)
