@@ -10,7 +10,7 @@
 set -eu
 
 profile=${1:-build}
-pkgs="ca-certificates git make gcc libc6-dev pkg-config libseccomp-dev busybox-static iproute2"
+pkgs="ca-certificates git make gcc libc6-dev pkg-config libseccomp-dev busybox-static iproute2 nftables"
 case "$profile" in
 build) ;;
 test) pkgs="$pkgs docker-registry" ;;

@@ -1298,7 +1298,12 @@ func testRunBridge(t *testing.T, fx *runFixture) {
 	if _, err := os.Stat(nsFile); err == nil {
 		t.Fatal("netns file left after rm")
 	}
-	if out, _ := exec.Command("nft", "list", "table", "ip", table).CombinedOutput(); strings.Contains(string(out), id) {
+	nft := testrig.RequireBinary(t, "nft", "nftables")
+	out, err := exec.Command(nft, "list", "table", "ip", table).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "postrouting") {
+		t.Fatalf("nft list table %s: %v\n%s", table, err, out)
+	}
+	if strings.Contains(string(out), id) {
 		t.Fatalf("port rules left after rm:\n%s", out)
 	}
 	if _, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/hello", port)); err == nil {
@@ -1306,8 +1311,9 @@ func testRunBridge(t *testing.T, fx *runFixture) {
 	}
 	// A --rm task releases its network when it exits by itself.
 	e.ok("run", "--rm", "--network", "bridge", appImage, "exit", "0")
-	links, _ := exec.Command("ip", "-o", "link", "show", "master", bridge).CombinedOutput()
-	if strings.TrimSpace(string(links)) != "" {
+	ipBin := testrig.RequireBinary(t, "ip", "iproute2")
+	links, err := exec.Command(ipBin, "-o", "link", "show", "master", bridge).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(links)) != "" {
 		t.Fatalf("veths left on the bridge:\n%s", links)
 	}
 }
