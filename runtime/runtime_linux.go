@@ -565,12 +565,7 @@ func (r *Runtime) Stop(ctx context.Context, id string, timeout time.Duration) er
 		return err
 	}
 	if timeout < 0 {
-		timeout = 10 * time.Second
-		for _, c := range t.Containers {
-			if c.StopTimeout > 0 {
-				timeout = c.StopTimeout
-			}
-		}
+		timeout = t.stopTimeout()
 	}
 	if t.Status == TaskStopped || t.Status == TaskPending {
 		return nil

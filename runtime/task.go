@@ -162,3 +162,20 @@ func humanDuration(d time.Duration) string {
 	}
 	return fmt.Sprintf("%d days", int(d.Hours()/24))
 }
+
+// DefaultStopTimeout is how long stop waits for the stop signal to work
+// before SIGKILL, as docker's default.
+const DefaultStopTimeout = 10 * time.Second
+
+// stopTimeout is the longest --stop-timeout of the task's containers, or
+// DefaultStopTimeout.
+func (t *Task) stopTimeout() time.Duration {
+	d := time.Duration(0)
+	for _, c := range t.Containers {
+		d = max(d, c.StopTimeout)
+	}
+	if d <= 0 {
+		return DefaultStopTimeout
+	}
+	return d
+}

@@ -251,14 +251,16 @@ type inspectT struct {
 	StopCode   string `json:"stopCode"`
 	MonitorPID int    `json:"monitorPid"`
 	Containers []struct {
-		Status    string    `json:"status"`
-		Pid       int       `json:"pid"`
-		ExitCode  *int      `json:"exitCode"`
-		Signal    string    `json:"signal"`
-		OOMKilled bool      `json:"oomKilled"`
-		Error     string    `json:"error"`
-		Started   time.Time `json:"started"`
-		Finished  time.Time `json:"finished"`
+		Status    string `json:"status"`
+		Pid       int    `json:"pid"`
+		ExitCode  *int   `json:"exitCode"`
+		Signal    string `json:"signal"`
+		OOMKilled bool   `json:"oomKilled"`
+		Error     string `json:"error"`
+		// StopTimeout is a time.Duration in nanoseconds.
+		StopTimeout time.Duration `json:"stopTimeout"`
+		Started     time.Time     `json:"started"`
+		Finished    time.Time     `json:"finished"`
 	} `json:"containers"`
 }
 
@@ -996,9 +998,7 @@ func testRunMonitorKilled(t *testing.T, fx *runFixture) {
 			t.Errorf("%s: exec: %q", name, out)
 		}
 	}
-	if r := e.code(0, "stop", "-t", "5", "stopped"); r.took > 4*time.Second {
-		t.Errorf("stop took %s", r.took)
-	}
+	e.code(0, "stop", "-t", "5", "stopped")
 	if ti := e.inspect("stopped"); ti.Status != "STOPPED" || alive(ti.Containers[0].Pid) {
 		t.Errorf("after stop: %+v", ti)
 	}
@@ -1020,9 +1020,11 @@ func testRunStop(t *testing.T, fx *runFixture) {
 	e.waitLog("srv", "listening on")
 	e.waitLog("sigint", "ready")
 
+	// The SIGKILL may not come before the timeout (a lower bound only:
+	// upper bounds on a shared machine are noise).
 	r := e.code(0, "stop", "-t", "1", "stubborn")
-	if r.took < time.Second || r.took > 3500*time.Millisecond {
-		t.Errorf("stop -t 1 of a SIGTERM-ignoring task took %s, want 1-3 s", r.took)
+	if r.took < time.Second {
+		t.Errorf("stop -t 1 of a SIGTERM-ignoring task took %s: SIGKILL came before the timeout", r.took)
 	}
 	if ti := e.inspect("stubborn"); ti.exitCode() != 137 || ti.Containers[0].Signal != "SIGKILL" || ti.Containers[0].OOMKilled {
 		t.Errorf("after stop -t 1: %+v", ti)
@@ -1031,10 +1033,8 @@ func testRunStop(t *testing.T, fx *runFixture) {
 		t.Errorf("the task never saw SIGTERM:\n%s", out)
 	}
 
-	r = e.code(0, "stop", "srv")
-	if r.took > 2*time.Second {
-		t.Errorf("stop of a SIGTERM-handling server took %s", r.took)
-	}
+	// Exit 0 (not 137) shows SIGTERM sufficed.
+	e.code(0, "stop", "srv")
 	if ti := e.inspect("srv"); ti.exitCode() != 0 || ti.StopCode != "UserInitiated" {
 		t.Errorf("after stop: %+v", ti)
 	}
@@ -1043,9 +1043,7 @@ func testRunStop(t *testing.T, fx *runFixture) {
 	}
 
 	// --stop-signal: SIGINT ends ignore-sigterm with 130, no SIGKILL needed.
-	if r := e.code(0, "stop", "sigint"); r.took > 2*time.Second {
-		t.Errorf("stop with --stop-signal SIGINT took %s", r.took)
-	}
+	e.code(0, "stop", "sigint")
 	if ti := e.inspect("sigint"); ti.exitCode() != 130 {
 		t.Errorf("--stop-signal SIGINT: %+v", ti)
 	}
@@ -1225,10 +1223,13 @@ func testRunInitAndInput(t *testing.T, fx *runFixture) {
 	// --stop-timeout 1 makes a plain stop escalate after about a second.
 	id := e.start("--stop-timeout", "1", appImage, "ignore-sigterm")
 	e.waitLog(id, "ready")
-	start := time.Now()
-	e.ok("stop", id)
-	if took := time.Since(start); took > 5*time.Second {
-		t.Fatalf("stop with --stop-timeout 1 took %s", took)
+	// The task records its timeout (runtime.TestStopTimeout checks that
+	// Stop uses it); the stop escalates to SIGKILL, not before a second.
+	if ti := e.inspect(id); ti.Containers[0].StopTimeout != time.Second {
+		t.Fatalf("recorded stop timeout %v, want 1s", ti.Containers[0].StopTimeout)
+	}
+	if r := e.code(0, "stop", id); r.took < time.Second {
+		t.Fatalf("stop escalated after %s, before the 1 s stop timeout", r.took)
 	}
 	if code := e.inspect(id).exitCode(); code != 137 {
 		t.Fatalf("exit after stop: %d, want 137", code)

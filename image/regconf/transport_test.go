@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // A download that stops mid-body fails after readTimeout instead of hanging;
@@ -39,7 +38,6 @@ func TestTimeouts(t *testing.T) {
 	defer cfg.CloseIdleConnections()
 	client := &http.Client{Transport: cfg.Transport()}
 
-	start := time.Now()
 	resp, err := client.Get(srv.URL + "/stall")
 	if err != nil {
 		t.Fatal(err)
@@ -49,14 +47,10 @@ func TestTimeouts(t *testing.T) {
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("stalled body: err = %v, want a deadline error", err)
 	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Fatalf("stalled body took %s to fail", d)
-	}
-
-	start = time.Now()
+	// The error kinds show which timeout fired; no wall-clock bound.
 	_, err = client.Get(srv.URL + "/silent")
-	if err == nil || !strings.Contains(err.Error(), "awaiting response headers") || time.Since(start) > 5*time.Second {
-		t.Fatalf("silent server: err = %v after %s", err, time.Since(start))
+	if err == nil || !strings.Contains(err.Error(), "awaiting response headers") {
+		t.Fatalf("silent server: err = %v", err)
 	}
 	t.Logf("silent server: %v", err)
 }

@@ -218,13 +218,9 @@ func TestLockContext(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	time.AfterFunc(30*time.Millisecond, cancel)
-	start := time.Now()
 	_, err = s.Lock(ctx, "k")
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Lock with canceled ctx = %v, want Canceled", err)
-	}
-	if d := time.Since(start); d > time.Second {
-		t.Fatalf("Lock took %v to notice the cancel", d)
 	}
 
 	ctx, cancel2 := context.WithTimeout(t.Context(), 30*time.Millisecond)
