@@ -3,28 +3,12 @@
 package runtime
 
 import (
-	"fmt"
 	"os"
 
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/cgroups/manager"
 	"golang.org/x/sys/unix"
 )
-
-// removeCgroupParent removes a parent cgroup (for example "berth") that
-// libcontainer created for its containers and leaves behind on Destroy. It
-// goes through the cgroup manager, so it works on v1, hybrid and v2 hosts.
-// A parent that still holds containers is not removed and reports an error.
-func removeCgroupParent(name string) error {
-	m, err := manager.New(&cgroups.Cgroup{Name: name, Resources: &cgroups.Resources{}})
-	if err != nil {
-		return fmt.Errorf("cgroup parent %s: %w", name, err)
-	}
-	if err := m.Destroy(); err != nil {
-		return fmt.Errorf("remove cgroup parent %s: %w", name, err)
-	}
-	return nil
-}
 
 // removeCgroupParentIfEmpty removes a parent cgroup's directories that hold
 // no child cgroup any more. Unlike the manager's Destroy it never recurses
