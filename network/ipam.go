@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"sort"
+	"time"
 
 	"github.com/berth-dev/berth/internal/store"
 )
@@ -206,4 +208,15 @@ func (n *Network) nextFree(last netip.Addr, used map[netip.Addr]bool) (netip.Add
 			return netip.Addr{}, false
 		}
 	}
+}
+
+// LeaseAge is how long ago the task's lease was written; false when it has
+// none. Cleanup passes use it to leave the network of a task still being
+// created alone.
+func (n *Network) LeaseAge(taskID string) (time.Duration, bool) {
+	fi, err := os.Stat(n.st.Path(leaseKey(taskID)))
+	if err != nil {
+		return 0, false
+	}
+	return time.Since(fi.ModTime()), true
 }

@@ -3,16 +3,19 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/berth-dev/berth/network"
+	"github.com/berth-dev/berth/runtime"
 )
 
 // bridgeNetwork opens berth's bridge network: berth0 on the default
@@ -131,4 +134,45 @@ func (g *globalOptions) setupBridge(id string, publish []string) (string, []stri
 	}
 	release := []string{exe, "--root", g.root, "--run-root", g.runRoot, "network", "release", id}
 	return ep.NetNSPath, release, nil
+}
+
+// cleanupNetworks releases the bridge networks of tasks that no longer run:
+// a CLI killed between setting up a task's network and recording the task,
+// or a stop whose release command did not run. A network younger than a
+// minute (by its lease) without a task may belong to a `run` in progress and is left.
+func (g *globalOptions) cleanupNetworks(rt *runtime.Runtime) (int, error) {
+	n, err := g.bridgeNetwork()
+	if err != nil {
+		return 0, err
+	}
+	leases, err := n.Leases()
+	if err != nil {
+		return 0, err
+	}
+	ids := map[string]bool{}
+	for id := range leases {
+		ids[id] = true
+	}
+	if ents, err := os.ReadDir(filepath.Join(g.runRoot, "netns")); err == nil {
+		for _, e := range ents {
+			ids[e.Name()] = true
+		}
+	}
+	released := 0
+	var errs []error
+	for id := range ids {
+		if t, err := rt.Get(id); err == nil && t.Status != runtime.TaskStopped {
+			continue
+		} else if err != nil {
+			if age, ok := n.LeaseAge(id); ok && age < time.Minute {
+				continue // perhaps a `berth run` between network setup and task creation
+			}
+		}
+		if err := n.TeardownTask(id); err != nil {
+			errs = append(errs, fmt.Errorf("release network of task %s: %w", id, err))
+			continue
+		}
+		released++
+	}
+	return released, errors.Join(errs...)
 }

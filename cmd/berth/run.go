@@ -751,7 +751,9 @@ func newSystemCommand(g *globalOptions) *cobra.Command {
 				fmt.Fprintf(g.stdout, "tasks recorded as stopped: %d\ncontainers destroyed: %d\nmounts released: %d\nhalf-created tasks removed: %d\n",
 					len(rep.StoppedTasks), len(rep.Containers), len(rep.Mounts), len(rep.TaskDirs))
 			}
-			return err
+			released, nerr := g.cleanupNetworks(rt)
+			fmt.Fprintf(g.stdout, "task networks released: %d\n", released)
+			return errors.Join(err, nerr)
 		},
 	}
 	cmd.AddCommand(cleanup)

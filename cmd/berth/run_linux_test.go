@@ -1310,6 +1310,31 @@ func testRunBridge(t *testing.T, fx *runFixture) {
 	if _, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/hello", port)); err == nil {
 		t.Fatal("port still answers after rm")
 	}
+	// system cleanup releases the network of a task that never got recorded
+	// (a CLI killed between network setup and task creation): a lease, a
+	// netns and a veth with no task behind them.
+	n, err := network.New(network.Config{BridgeName: bridge, Subnet: netip.MustParsePrefix(subnet),
+		StateDir: filepath.Join(e.root, "network", bridge), RunRoot: e.runRoot, Table: table})
+	if err != nil {
+		t.Fatal(err)
+	}
+	orphan := strings.Repeat("ab", 32)
+	if _, err := n.SetupTask(orphan); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-2 * time.Minute)
+	if err := os.Chtimes(filepath.Join(e.root, "network", bridge, "leases", orphan), old, old); err != nil {
+		t.Fatalf("age the orphan's lease: %v", err)
+	}
+	if out := e.ok("system", "cleanup"); !strings.Contains(out, "task networks released: 1") {
+		t.Fatalf("system cleanup:\n%s", out)
+	}
+	if leases, err := n.Leases(); err != nil || len(leases) != 0 {
+		t.Fatalf("leases after cleanup: %v %v", leases, err)
+	}
+	if _, err := os.Stat(n.NetNSPath(orphan)); err == nil {
+		t.Fatal("orphan netns left after system cleanup")
+	}
 	// A --rm task releases its network when it exits by itself.
 	e.ok("run", "--rm", "--network", "bridge", appImage, "exit", "0")
 	ipBin := testrig.RequireBinary(t, "ip", "iproute2")
