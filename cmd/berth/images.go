@@ -14,14 +14,13 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/spf13/cobra"
 
 	"github.com/berth-dev/berth/image"
 	"github.com/berth-dev/berth/image/regconf"
-	"github.com/berth-dev/berth/internal/store"
+	"github.com/berth-dev/berth/runtime"
 )
 
 // Default locations of berth's configuration, under --config-dir.
@@ -499,23 +498,29 @@ func newLogoutCommand(g *globalOptions) *cobra.Command {
 }
 
 // imageInUse protects images that tasks need (services will add theirs).
+// The task list is read once per command, not once per image.
 func (g *globalOptions) imageInUse(rec *image.Record) (bool, string) {
-	rt, err := g.runtime()
-	if err != nil {
-		return true, "an unreadable task list (" + err.Error() + ")"
-	}
-	tasks, err := rt.List()
-	if err != nil {
-		return true, "an unreadable task list (" + err.Error() + ")"
-	}
-	for _, t := range tasks {
-		for _, c := range t.Containers {
-			if c.ImageID == rec.ID.String() {
-				return true, "task " + t.Name
+	if g.usedImages == nil {
+		g.usedImages = map[string]string{}
+		rt, err := g.runtime()
+		var tasks []*runtime.Task
+		if err == nil {
+			tasks, err = rt.List()
+		}
+		if err != nil {
+			g.usedImagesErr = "an unreadable task list (" + err.Error() + ")"
+		}
+		for _, t := range tasks {
+			for _, c := range t.Containers {
+				g.usedImages[c.ImageID] = "task " + t.Name
 			}
 		}
 	}
-	return false, ""
+	if g.usedImagesErr != "" {
+		return true, g.usedImagesErr
+	}
+	by, ok := g.usedImages[rec.ID.String()]
+	return ok, by
 }
 
 func exactArgs(n int, msg string) cobra.PositionalArgs {
@@ -535,8 +540,3 @@ func minArgs(n int, msg string) cobra.PositionalArgs {
 		return nil
 	}
 }
-
-var (
-	_ = store.ErrNotFound
-	_ authn.Keychain
-)

@@ -47,6 +47,10 @@ type globalOptions struct {
 	logFormat string
 	configDir string
 
+	// usedImages maps image IDs to the task using them (see imageInUse).
+	usedImages    map[string]string
+	usedImagesErr string
+
 	// keychains are consulted after the auth file (the ECR seam).
 	keychains []authn.Keychain
 	// ecr is Amazon ECR's keychain (in keychains) and transport (ecr.go).

@@ -440,23 +440,29 @@ func newStopCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var errs []error
-			for _, a := range args {
-				d := time.Duration(timeout) * time.Second
-				if !cmd.Flags().Changed("time") {
-					d = -1 // the task's --stop-timeout
-				}
-				if err := rt.Stop(cmd.Context(), a, d); err != nil {
-					errs = append(errs, err)
-					continue
-				}
-				fmt.Fprintln(g.stdout, a)
+			d := time.Duration(timeout) * time.Second
+			if !cmd.Flags().Changed("time") {
+				d = -1 // the task's --stop-timeout
 			}
-			return errors.Join(errs...)
+			return g.eachTask(args, func(a string) error { return rt.Stop(cmd.Context(), a, d) })
 		},
 	}
 	cmd.Flags().IntVarP(&timeout, "time", "t", 10, "seconds to wait before SIGKILL (default: the task's --stop-timeout, else 10)")
 	return cmd
+}
+
+// eachTask applies fn to every named task, printing each name that
+// succeeded as docker does, and returns every failure.
+func (g *globalOptions) eachTask(names []string, fn func(string) error) error {
+	var errs []error
+	for _, a := range names {
+		if err := fn(a); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		fmt.Fprintln(g.stdout, a)
+	}
+	return errors.Join(errs...)
 }
 
 func newKillCommand(g *globalOptions) *cobra.Command {
@@ -474,15 +480,7 @@ func newKillCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var errs []error
-			for _, a := range args {
-				if err := rt.Kill(a, s); err != nil {
-					errs = append(errs, err)
-					continue
-				}
-				fmt.Fprintln(g.stdout, a)
-			}
-			return errors.Join(errs...)
+			return g.eachTask(args, func(a string) error { return rt.Kill(a, s) })
 		},
 	}
 	cmd.Flags().StringVarP(&sig, "signal", "s", "KILL", "signal to send")
@@ -500,15 +498,7 @@ func newRmCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var errs []error
-			for _, a := range args {
-				if err := rt.Remove(cmd.Context(), a, force); err != nil {
-					errs = append(errs, err)
-					continue
-				}
-				fmt.Fprintln(g.stdout, a)
-			}
-			return errors.Join(errs...)
+			return g.eachTask(args, func(a string) error { return rt.Remove(cmd.Context(), a, force) })
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "kill a running task first")
