@@ -49,33 +49,9 @@
 # the test's flags (-layer-size, -small-files-size).
 set -eu
 
-die() { echo "bench/pull.sh: $*" >&2; exit 1; }
-
-repo=$(cd "$(dirname "$0")/.." && pwd)
-berth=${1:-$repo/bin/berth}
-rounds=${ROUNDS:-5}
-[ "$(id -u)" = 0 ] || die "needs root (podman's overlay storage, apt-get): sudo sh bench/pull.sh $berth"
-[ -f "$berth" ] && [ -x "$berth" ] || die "$berth: no berth binary there; build it with \`make build\` or pass its path"
-berth=$(cd "$(dirname "$berth")" && pwd)/$(basename "$berth")
-cd "$repo"
-command -v go >/dev/null || die "go not found on PATH"
-
-# binary:package pairs this benchmark needs.
-need="docker-registry:docker-registry podman:podman skopeo:skopeo umoci:umoci"
-missing=
-for bp in $need; do
-	command -v "${bp%%:*}" >/dev/null || missing="$missing ${bp#*:}"
-done
-if [ -n "$missing" ]; then
-	echo "== installing$missing"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -q >/dev/null || die "apt-get update failed"
-	# shellcheck disable=SC2086 # word splitting intended
-	apt-get install -y -q $missing >/dev/null || die "apt-get install$missing failed"
-	for bp in $need; do
-		command -v "${bp%%:*}" >/dev/null || die "${bp%%:*} still missing after installing package ${bp#*:}"
-	done
-fi
+name=pull.sh
+# shellcheck source=bench/lib/common.sh
+. "$(dirname "$0")/lib/common.sh"
 
 BERTH_BENCH=1 exec go test -count=1 -run '^TestPullBench$' -v -timeout 60m ./bench/ \
 	-args -berth="$berth" -rounds="$rounds"
