@@ -81,7 +81,15 @@ kernel with nf_tables, and keeps services running.`,
 		// No completion command until berth has flags worth completing.
 		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return g.setup()
+			if err := g.setup(); err != nil {
+				return err
+			}
+			// Everything but version and help touches root-owned state,
+			// mounts and cgroups: say so instead of a bare EACCES.
+			if os.Geteuid() != 0 && cmd.Name() != "version" && cmd.Name() != "help" {
+				return fmt.Errorf("berth %s needs root (it manages containers, mounts, cgroups and %s): run it with sudo", cmd.Name(), g.root)
+			}
+			return nil
 		},
 	}
 	root.SetOut(stdout)

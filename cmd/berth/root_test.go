@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/berth-dev/berth/runtime"
@@ -128,7 +129,16 @@ func TestHelpListsCommands(t *testing.T) {
 // the env vars reach the flags, and "berth init" reaches libcontainer's init
 // (which, started by hand, fails for want of its sync pipe).
 func TestBinary(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "berth")
+	// A world-searchable folder, so the binary can also run as nobody.
+	binDir, err := os.MkdirTemp("", "berth-bin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(binDir) })
+	if err := os.Chmod(binDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(binDir, "berth")
 	build := exec.Command("go", "build", "-tags", "seccomp", "-o", bin, ".")
 	build.Env = append(os.Environ(), "CGO_ENABLED=1")
 	if out, err := build.CombinedOutput(); err != nil {
@@ -149,6 +159,22 @@ func TestBinary(t *testing.T) {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != exitBerth || !strings.Contains(string(out), `invalid --log-format "yaml"`) {
 		t.Errorf("BERTH_LOG_FORMAT=yaml: err %v, output %q; want exit 125 naming the bad value", err, out)
+	}
+
+	// As an ordinary user: version works, anything else says root is needed.
+	if os.Geteuid() == 0 {
+		asNobody := func(args ...string) *exec.Cmd {
+			c := exec.Command(bin, args...)
+			c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+			return c
+		}
+		if out, err := asNobody("version").CombinedOutput(); err != nil {
+			t.Errorf("berth version as nobody: %v\n%s", err, out)
+		}
+		out, err = asNobody("ps").CombinedOutput()
+		if !errors.As(err, &ee) || ee.ExitCode() != exitBerth || !strings.Contains(string(out), "needs root") {
+			t.Errorf("berth ps as nobody: err %v, output %q; want exit 125 saying root is needed", err, out)
+		}
 	}
 
 	out, err = exec.Command(bin, "init").CombinedOutput()
