@@ -45,12 +45,7 @@ func (c *cli) run(stdin string, args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
 	cmd := newRootCommand(&out, &errb)
 	cmd.SetIn(strings.NewReader(stdin))
-	cmd.SetArgs(append([]string{"--root", c.root, "--config-dir", c.config}, args...))
-	code := exitOK
-	if err := cmd.ExecuteContext(context.Background()); err != nil {
-		code = exitBerth
-		fmt.Fprintf(&errb, "berth: %s\n", oneLine(err.Error()))
-	}
+	code := executeCommand(context.Background(), cmd, append([]string{"--root", c.root, "--config-dir", c.config}, args...), &errb)
 	return code, out.String(), errb.String()
 }
 

@@ -173,7 +173,12 @@ func newInitCommand() *cobra.Command {
 // execute runs the CLI and returns the process exit code. Errors are printed
 // as one line on stderr.
 func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	cmd := newRootCommand(stdout, stderr)
+	return executeCommand(ctx, newRootCommand(stdout, stderr), args, stderr)
+}
+
+// executeCommand runs a root command and turns its error into the exit
+// code and one line on stderr.
+func executeCommand(ctx context.Context, cmd *cobra.Command, args []string, stderr io.Writer) int {
 	cmd.SetArgs(args)
 	err := cmd.ExecuteContext(ctx)
 	if err == nil {

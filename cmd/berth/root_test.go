@@ -14,6 +14,9 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/spf13/cobra"
+
+	"github.com/berth-dev/berth/internal/testrig"
 	"github.com/berth-dev/berth/runtime"
 )
 
@@ -83,18 +86,26 @@ func TestErrorsExit125(t *testing.T) {
 	}
 }
 
+// TestExitErrorPassesCode: a command's exitError sets the exit code; with
+// a cause it prints one line, without one (a container's own exit code)
+// nothing.
 func TestExitErrorPassesCode(t *testing.T) {
-	var errb bytes.Buffer
-	root := newRootCommand(&bytes.Buffer{}, &errb)
-	if root == nil {
-		t.Fatal("no root command")
-	}
-	ee := &exitError{code: 137}
-	if !errors.As(error(ee), &ee) || ee.Error() != "exit status 137" {
-		t.Fatalf("exitError = %v", ee)
-	}
-	if got := oneLine("a\nb\n  c"); got != "a; b; c" {
-		t.Fatalf("oneLine = %q", got)
+	testrig.RequireRoot(t) // commands other than version refuse non-root users
+	for _, tc := range []struct {
+		err    error
+		code   int
+		stderr string
+	}{
+		{&exitError{code: 137}, 137, ""},
+		{&exitError{code: 127, err: errors.New("exec: \"nope\": not found\nin $PATH")}, 127, "berth: exec: \"nope\": not found; in $PATH\n"},
+		{errors.New("plain"), exitBerth, "berth: plain\n"},
+	} {
+		var errb bytes.Buffer
+		root := newRootCommand(&bytes.Buffer{}, &errb)
+		root.AddCommand(&cobra.Command{Use: "fail", RunE: func(*cobra.Command, []string) error { return tc.err }})
+		if code := executeCommand(context.Background(), root, []string{"fail"}, &errb); code != tc.code || errb.String() != tc.stderr {
+			t.Errorf("%v: exit %d, stderr %q; want %d, %q", tc.err, code, errb.String(), tc.code, tc.stderr)
+		}
 	}
 }
 
