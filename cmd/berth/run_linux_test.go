@@ -504,24 +504,6 @@ func (e *runEnv) wantNoTasks(after string) {
 	e.assertClean()
 }
 
-// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // alive reports whether pid is a live (not zombie) process.
 func alive(pid int) bool {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
@@ -933,7 +915,7 @@ func testRunCLIKilled(t *testing.T, fx *runFixture) {
 	// busybox sh as PID 1 with a TERM trap, printing a tick every 0.2 s.
 	c := e.cmd(ctx, "run", "--name", "surv", bbImage, "sh", "-c",
 		`trap 'echo bye; exit 143' TERM; i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done`)
-	out := &syncBuffer{}
+	out := &testrig.SyncBuffer{}
 	c.Stdout, c.Stderr = out, out
 	if err := c.Start(); err != nil {
 		t.Fatal(err)

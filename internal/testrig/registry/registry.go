@@ -364,23 +364,8 @@ func randomHex(n int) string {
 }
 
 // logBuffer collects the registry's output; safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
+type logBuffer struct{ testrig.SyncBuffer }
 
 func (l *logBuffer) printf(format string, args ...any) {
 	_, _ = fmt.Fprintf(l, format, args...)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
