@@ -13,8 +13,8 @@ profile=${1:-build}
 pkgs="ca-certificates git make gcc libc6-dev pkg-config libseccomp-dev busybox-static iproute2 nftables"
 case "$profile" in
 build) ;;
-test) pkgs="$pkgs docker-registry" ;;
-bench) pkgs="$pkgs docker-registry runc podman skopeo umoci hyperfine" ;;
+test) pkgs="$pkgs docker-registry iptables" ;;
+bench) pkgs="$pkgs docker-registry runc podman skopeo umoci hyperfine wrk" ;;
 *) echo "hack/deps.sh: unknown profile '$profile' (want build, test or bench)" >&2; exit 2 ;;
 esac
 

@@ -57,7 +57,12 @@ func (n *Network) EnsureBridge() error {
 	if err := writeSysctl(filepath.Join("/proc/sys/net/ipv4/conf", n.bridge, "route_localnet"), "1"); err != nil {
 		return err
 	}
-	return n.ensureTable()
+	if err := n.ensureTable(); err != nil {
+		return err
+	}
+	// Accept rules in other tools' forward chains with policy drop
+	// (Docker's DOCKER-USER and the like; see forward_linux.go).
+	return n.openForwarding()
 }
 
 // Remove deletes the bridge and this network's nf_tables table (Config.Table)
@@ -76,6 +81,9 @@ func (n *Network) Remove() error {
 		errs = append(errs, fmt.Errorf("network: bridge %s: %w", n.bridge, err))
 	}
 	if err := n.deleteTable(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := n.closeForwarding(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

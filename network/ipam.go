@@ -13,12 +13,14 @@ import (
 )
 
 // IPAM: one lease file per task, StateDir/leases/<task-id>, holding the
-// address. Every read-modify-write of the leases happens under one store lock
-// ("ipam"), so allocations by concurrent goroutines and processes never hand
-// out one address twice. A cursor file remembers the last address handed out;
-// allocation continues after it (next fit), so a released address is not
-// reused at once, which keeps stale ARP entries and conntrack state of a
-// stopped task from hitting the next one.
+// address and the task's published ports (ports.go). Every read-modify-write
+// of the leases happens under one store lock ("ipam"), so allocations by
+// concurrent goroutines and processes never hand out one address twice. A
+// cursor file remembers the last address handed out; allocation continues
+// after it (next fit), so a released address is not reused at once, which
+// keeps stale ARP entries and conntrack state of a stopped task from hitting
+// the next one. Port records are changed under the port lock too, taken
+// first (port lock, then IPAM lock; never the other way round).
 
 const (
 	ipamLock  = "ipam"
@@ -29,6 +31,9 @@ const (
 type lease struct {
 	TaskID string     `json:"taskID"`
 	Addr   netip.Addr `json:"addr"`
+	// Ports are the task's published mappings, host ports resolved (see
+	// AddPorts). Leases written before berth recorded them have none.
+	Ports []portRecord `json:"ports,omitempty"`
 }
 
 type cursor struct {
@@ -85,7 +90,11 @@ func (n *Network) Allocate(taskID string) (netip.Addr, error) {
 		if !ok {
 			return fmt.Errorf("%w %s (%d leases)", ErrExhausted, n.subnet, len(leases))
 		}
-		if err := n.st.Put(leaseKey(taskID), lease{TaskID: taskID, Addr: a}); err != nil {
+		// A lease whose address no longer fits the subnet keeps its
+		// ports: Reconcile points their rules at the new address.
+		var old lease
+		_ = n.st.Get(leaseKey(taskID), &old)
+		if err := n.st.Put(leaseKey(taskID), lease{TaskID: taskID, Addr: a, Ports: old.Ports}); err != nil {
 			return fmt.Errorf("network: ipam: %w", err)
 		}
 		// The lease is what counts; a lost cursor write is harmless.
@@ -144,13 +153,26 @@ func (n *Network) Leases() (map[string]netip.Addr, error) {
 	return leases, err
 }
 
-// readLeases reads all lease files; the caller holds the IPAM lock.
+// readLeases reads all leased addresses; the caller holds the IPAM lock.
 func (n *Network) readLeases() (map[string]netip.Addr, error) {
+	recs, err := n.readLeaseRecords()
+	if err != nil {
+		return nil, err
+	}
+	leases := make(map[string]netip.Addr, len(recs))
+	for id, l := range recs {
+		leases[id] = l.Addr
+	}
+	return leases, nil
+}
+
+// readLeaseRecords reads all lease files; the caller holds the IPAM lock.
+func (n *Network) readLeaseRecords() (map[string]lease, error) {
 	ids, err := n.st.List(leasesDir)
 	if err != nil {
 		return nil, fmt.Errorf("network: ipam: %w", err)
 	}
-	leases := make(map[string]netip.Addr, len(ids))
+	leases := make(map[string]lease, len(ids))
 	for _, id := range ids {
 		if checkTaskID(id) != nil {
 			continue
@@ -164,7 +186,7 @@ func (n *Network) readLeases() (map[string]netip.Addr, error) {
 			// a damaged lease may hold.
 			return nil, fmt.Errorf("network: ipam: lease of task %s: %w", id, err)
 		}
-		leases[id] = l.Addr
+		leases[id] = l
 	}
 	return leases, nil
 }
@@ -210,13 +232,13 @@ func (n *Network) nextFree(last netip.Addr, used map[netip.Addr]bool) (netip.Add
 	}
 }
 
-// LeaseAge is how long ago the task's lease was written; false when it has
-// none. Cleanup passes use it to leave the network of a task still being
-// created alone.
+// LeaseAge is how long ago the task's lease was written (made, or its
+// ports recorded or cleared); false when it has none. Cleanup passes use it
+// to leave the network of a task still being created alone.
 func (n *Network) LeaseAge(taskID string) (time.Duration, bool) {
 	fi, err := os.Stat(n.st.Path(leaseKey(taskID)))
 	if err != nil {
 		return 0, false
 	}
-	return time.Since(fi.ModTime()), true
+	return n.now().Sub(fi.ModTime()), true
 }

@@ -498,7 +498,7 @@ func TestPortMapping(t *testing.T) {
 		{HostIP: loopback, HostPort: uport, ContainerPort: 8053, Proto: UDP},
 		{HostIP: n.gateway, HostPort: hport, ContainerPort: 8080, Proto: TCP},
 	}
-	if err := n.AddPorts("web", ports); err != nil {
+	if _, err := n.AddPorts("web", ports); err != nil {
 		t.Fatal(err)
 	}
 	rules, err := n.portRules("web")
@@ -527,7 +527,7 @@ func TestPortMapping(t *testing.T) {
 	// Every local address (fib daddr type local), from the host and from
 	// another task; the port is open for well under a second.
 	wport := freePort(t, "tcp")
-	if err := n.AddPorts("web", []PortMapping{{HostPort: wport, ContainerPort: 8080}}); err != nil {
+	if _, err := n.AddPorts("web", []PortMapping{{HostPort: wport, ContainerPort: 8080}}); err != nil {
 		t.Fatal(err)
 	}
 	wild := netip.AddrPortFrom(n.gateway, wport).String()
@@ -548,7 +548,7 @@ func TestPortMapping(t *testing.T) {
 	}
 	for _, ports := range conflicts {
 		var ce *ConflictError
-		if err := n.AddPorts("client", ports); !errors.As(err, &ce) {
+		if _, err := n.AddPorts("client", ports); !errors.As(err, &ce) {
 			t.Fatalf("AddPorts(%v) = %v, want a ConflictError", ports, err)
 		}
 	}
@@ -556,17 +556,17 @@ func TestPortMapping(t *testing.T) {
 		t.Fatalf("refused AddPorts left rules: %v", rules)
 	}
 	// The same port number over the other protocol is no conflict.
-	if err := n.AddPorts("client", []PortMapping{{HostIP: loopback, HostPort: tport, ContainerPort: 1, Proto: UDP}}); err != nil {
+	if _, err := n.AddPorts("client", []PortMapping{{HostIP: loopback, HostPort: tport, ContainerPort: 1, Proto: UDP}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := n.RemovePorts("client"); err != nil {
 		t.Fatal(err)
 	}
 
-	if err := n.AddPorts("web", []PortMapping{{HostPort: 1, ContainerPort: 2, Proto: "sctp"}}); err == nil {
+	if _, err := n.AddPorts("web", []PortMapping{{HostPort: 1, ContainerPort: 2, Proto: "sctp"}}); err == nil {
 		t.Fatal("AddPorts accepted sctp")
 	}
-	if err := n.AddPorts("nolease", ports); err == nil {
+	if _, err := n.AddPorts("nolease", ports); err == nil {
 		t.Fatal("AddPorts for a task without a lease succeeded")
 	}
 
@@ -579,7 +579,7 @@ func TestPortMapping(t *testing.T) {
 		t.Fatalf("rules of web after RemovePorts: %v, %v", rules, err)
 	}
 	// The port is free again for another task.
-	if err := n.AddPorts("client", ports[:1]); err != nil {
+	if _, err := n.AddPorts("client", ports[:1]); err != nil {
 		t.Fatalf("port not freed by RemovePorts: %v", err)
 	}
 	if err := talkTCP(host(tport)); err == nil {
@@ -607,7 +607,7 @@ func TestOverlaps(t *testing.T) {
 		{"tcp", "0.0.0.0:80", "tcp", "127.0.0.2:80", true},
 		{"udp", "10.0.0.1:53", "udp", "0.0.0.0:53", true},
 	} {
-		if got := overlaps(tt.pa, ap(tt.a), tt.pb, ap(tt.b)); got != tt.want {
+		if got := overlaps(Proto(tt.pa), ap(tt.a), Proto(tt.pb), ap(tt.b)); got != tt.want {
 			t.Errorf("overlaps(%s %s, %s %s) = %v", tt.pa, tt.a, tt.pb, tt.b, got)
 		}
 	}

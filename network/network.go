@@ -1,7 +1,8 @@
 // Package network gives berth tasks their network: a Linux bridge with a
 // gateway address, one named network namespace per task joined to the bridge
 // by a veth pair, persistent IPv4 address leases (IPAM) and published ports
-// through berth's own nf_tables table.
+// through berth's own nf_tables table, on fixed or dynamically picked host
+// ports.
 //
 // Everything is done over netlink (vishvananda/netlink for links, addresses
 // and routes; google/nftables for NAT rules): no ip or iptables binaries, no
@@ -9,9 +10,11 @@
 //
 // State: leases live in Config.StateDir as one file per task (through
 // internal/store, locked so that several berth processes can allocate at
-// once); network namespaces are bind-mounted at RunRoot/netns/<task-id>.
-// Nothing is kept in memory between calls, so any process holding the same
-// Config sees and can undo what another made.
+// once), each holding the task's address and published ports; network
+// namespaces are bind-mounted at RunRoot/netns/<task-id>. Nothing is kept
+// in memory between calls, so any process holding the same Config sees and
+// can undo what another made, and Reconcile can rebuild the host's side
+// (bridge, rules) from the leases after a reboot or a firewall reload.
 package network
 
 import (
@@ -19,6 +22,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"time"
 
 	"github.com/berth-dev/berth/internal/store"
 )
@@ -57,6 +61,9 @@ type Config struct {
 	// Table is the nf_tables table (family ip) holding the NAT rules of
 	// this network. Tests use unique names; berth uses DefaultTable.
 	Table string
+	// PortRange is where mappings with HostPort 0 get their host port;
+	// DefaultPortRange if zero.
+	PortRange PortRange
 }
 
 // Network is one configured bridge network. Its methods are safe for
@@ -68,6 +75,9 @@ type Network struct {
 	runRoot string
 	table   string
 	st      *store.Store
+
+	portRange PortRange
+	now       func() time.Time // the clock of lease and netns ages; tests move it
 }
 
 // Endpoint is a task's place on the network, as SetupTask made it.
@@ -95,10 +105,15 @@ const (
 
 // PortMapping publishes a container port on the host.
 type PortMapping struct {
-	// HostIP restricts the mapping to one local address (for example
-	// 127.0.0.1); the zero value means every local address.
-	HostIP        netip.Addr
-	HostPort      uint16
+	// HostIP restricts the mapping to one local IPv4 address (for example
+	// 127.0.0.1); the zero value (or 0.0.0.0) means every local address.
+	HostIP netip.Addr
+	// HostPort is the host port; 0 asks AddPorts for a free one from
+	// Config.PortRange (docker's -p 80, ECS's hostPort 0).
+	HostPort uint16
+	// HostPortEnd, when not 0, makes HostPort..HostPortEnd a range to
+	// take the first free host port from (docker's -p 8000-8010:80).
+	HostPortEnd   uint16
 	ContainerPort uint16
 	// Proto is TCP or UDP; empty means TCP.
 	Proto Proto
@@ -132,6 +147,12 @@ func New(cfg Config) (*Network, error) {
 	if cfg.Table == "" {
 		cfg.Table = DefaultTable
 	}
+	if cfg.PortRange == (PortRange{}) {
+		cfg.PortRange = DefaultPortRange
+	}
+	if err := cfg.PortRange.check(); err != nil {
+		return nil, err
+	}
 	if cfg.StateDir == "" {
 		return nil, errors.New("network: Config.StateDir is required")
 	}
@@ -150,6 +171,9 @@ func New(cfg Config) (*Network, error) {
 		runRoot: runRoot,
 		table:   cfg.Table,
 		st:      st,
+
+		portRange: cfg.PortRange,
+		now:       time.Now,
 	}, nil
 }
 

@@ -149,207 +149,240 @@ func (n *Network) deleteTable() error {
 	return nil
 }
 
-func (p PortMapping) proto() (Proto, byte, error) {
-	switch p.Proto {
-	case "", TCP:
-		return TCP, unix.IPPROTO_TCP, nil
-	case UDP:
-		return UDP, unix.IPPROTO_UDP, nil
+// l4proto is the IP protocol number of a normalized mapping's protocol.
+func l4proto(p Proto) byte {
+	if p == UDP {
+		return unix.IPPROTO_UDP
 	}
-	return "", 0, fmt.Errorf("network: port mapping: unknown protocol %q", p.Proto)
+	return unix.IPPROTO_TCP
 }
 
-func (p PortMapping) String() string {
-	return fmt.Sprintf("%s->%d", p.hostSide(), p.ContainerPort)
+// ruleTag is the comment of a task's DNAT rule for a resolved mapping:
+// "berth task=ID PROTO HOSTIP:PORT -> ADDR:PORT".
+func ruleTag(taskID string, p PortMapping, addr netip.Addr) string {
+	return taskTag(taskID) + p.hostSide() + " -> " + netip.AddrPortFrom(addr, p.ContainerPort).String()
 }
 
-// hostSide is "PROTO HOSTIP:PORT", HOSTIP 0.0.0.0 meaning every local
-// address. Rule comments carry it, so conflicts can be found from the table.
-func (p PortMapping) hostSide() string {
-	proto, _, _ := p.proto()
-	host := netip.IPv4Unspecified()
-	if p.HostIP.IsValid() {
-		host = p.HostIP
-	}
-	return fmt.Sprintf("%s %s", proto, netip.AddrPortFrom(host, p.HostPort))
-}
-
-// parseHostSide reads what hostSide wrote.
-func parseHostSide(s string) (proto string, ap netip.AddrPort, ok bool) {
-	proto, rest, ok := strings.Cut(s, " ")
+// parseRuleTag reads what ruleTag wrote.
+func parseRuleTag(c string) (taskID string, proto Proto, host, target netip.AddrPort, ok bool) {
+	rest, ok := strings.CutPrefix(c, "berth task=")
 	if !ok {
-		return "", netip.AddrPort{}, false
+		return "", "", netip.AddrPort{}, netip.AddrPort{}, false
 	}
-	ap, err := netip.ParseAddrPort(rest)
-	return proto, ap, err == nil
-}
-
-// overlaps reports whether two host sides can receive the same packets:
-// same protocol and port, and the same address or either on every address.
-func overlaps(protoA string, a netip.AddrPort, protoB string, b netip.AddrPort) bool {
-	if protoA != protoB || a.Port() != b.Port() {
-		return false
+	taskID, rest, _ = strings.Cut(rest, " ")
+	side, to, _ := strings.Cut(rest, " -> ")
+	proto, host, ok = parseHostSide(side)
+	if !ok {
+		return "", "", netip.AddrPort{}, netip.AddrPort{}, false
 	}
-	return a.Addr() == b.Addr() || a.Addr().IsUnspecified() || b.Addr().IsUnspecified()
+	target, err := netip.ParseAddrPort(to)
+	return taskID, proto, host, target, err == nil
 }
 
-// ConflictError reports a host port that another mapping already holds.
-type ConflictError struct {
-	Mapping PortMapping
-	Holder  string // task ID of the mapping that holds the port
-}
-
-func (e *ConflictError) Error() string {
-	return fmt.Sprintf("network: port %s is already published by task %s", e.Mapping.hostSide(), e.Holder)
-}
-
-// checkConflicts refuses mappings whose host side overlaps one another or
-// a mapping already in the table (of any task, including this one).
-func (n *Network) checkConflicts(c *nftables.Conn, taskID string, ports []PortMapping) error {
-	type held struct {
-		proto string
-		ap    netip.AddrPort
-		task  string
+// addPortRules queues a task's DNAT rules for resolved mappings, one in
+// prerouting and one in output per mapping.
+func addPortRules(c *nftables.Conn, t *nftables.Table, pre, out *nftables.Chain, taskID string, addr netip.Addr, ports []PortMapping) {
+	for _, p := range ports {
+		var match []expr.Any
+		if p.HostIP.IsValid() {
+			match = matchDaddr(p.HostIP)
+		} else {
+			match = matchLocalDaddr()
+		}
+		e := concat(match, matchL4(l4proto(p.Proto), p.HostPort), dnat(addr, p.ContainerPort))
+		tag := comment(ruleTag(taskID, p, addr))
+		c.AddRule(&nftables.Rule{Table: t, Chain: pre, Exprs: e, UserData: tag})
+		c.AddRule(&nftables.Rule{Table: t, Chain: out, Exprs: e, UserData: tag})
 	}
-	var all []held
-	if _, err := c.ListTableOfFamily(n.table, nftables.TableFamilyIPv4); err == nil {
-		t := n.nftTable()
-		pre, _, _ := n.nftChains(t)
-		rules, err := c.GetRules(t, pre)
+}
+
+// dnatRules returns the rules of the prerouting and output chains, none if
+// the table or a chain is missing.
+func (n *Network) dnatRules(c *nftables.Conn) (pre, out []*nftables.Rule, err error) {
+	if _, err := c.ListTableOfFamily(n.table, nftables.TableFamilyIPv4); err != nil {
+		return nil, nil, nil // gone (the library reports absence only as an error)
+	}
+	t := n.nftTable()
+	preCh, outCh, _ := n.nftChains(t)
+	for _, x := range []struct {
+		ch    *nftables.Chain
+		rules *[]*nftables.Rule
+	}{{preCh, &pre}, {outCh, &out}} {
+		rules, err := c.GetRules(t, x.ch)
 		if err != nil && !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("network: list nf_tables chain %s: %w", pre.Name, err)
+			return nil, nil, fmt.Errorf("network: list nf_tables chain %s: %w", x.ch.Name, err)
 		}
-		for _, r := range rules {
-			rest, ok := strings.CutPrefix(ruleComment(r), "berth task=")
-			if !ok {
-				continue
-			}
-			task, side, _ := strings.Cut(rest, " ")
-			side, _, _ = strings.Cut(side, " -> ")
-			if proto, ap, ok := parseHostSide(side); ok {
-				all = append(all, held{proto, ap, task})
-			}
-		}
+		*x.rules = rules
 	}
-	for _, p := range ports {
-		proto, ap, _ := parseHostSide(p.hostSide())
-		for _, h := range all {
-			if overlaps(proto, ap, h.proto, h.ap) {
-				return &ConflictError{Mapping: p, Holder: h.task}
-			}
-		}
-		all = append(all, held{proto, ap, taskID})
-	}
-	return nil
+	return pre, out, nil
 }
 
-func (p PortMapping) check() error {
-	if _, _, err := p.proto(); err != nil {
-		return err
+// publishedPorts returns the host sides that tasks publish: those of the
+// DNAT rules in the table (of every network sharing it) and those the
+// leases record (which a flushed table may have lost). The caller holds
+// the port lock.
+func (n *Network) publishedPorts(c *nftables.Conn) ([]heldPort, error) {
+	var held []heldPort
+	pre, _, err := n.dnatRules(c)
+	if err != nil {
+		return nil, err
 	}
-	if p.HostPort == 0 || p.ContainerPort == 0 {
-		return fmt.Errorf("network: port mapping %s: ports must not be 0", p)
+	for _, r := range pre {
+		if task, proto, ap, _, ok := parseRuleTag(ruleComment(r)); ok {
+			held = append(held, heldPort{proto, ap, task})
+		}
 	}
-	if p.HostIP.IsValid() && !p.HostIP.Is4() {
-		return fmt.Errorf("network: port mapping %s: only IPv4 host addresses are supported", p)
-	}
-	return nil
-}
-
-// AddPorts publishes ports of a task: traffic to a local address (HostIP,
-// or any local address) on HostPort is DNAT'd to the task's leased address
-// on ContainerPort, from outside (prerouting), from the host itself
-// including 127.0.0.1 (output), and from tasks on the bridge (hairpin).
-// The task needs a lease (Allocate or SetupTask). All mappings are added in
-// one transaction: all or none. A mapping whose host side (protocol, port
-// and address, 0.0.0.0 overlapping every address) overlaps one already
-// published, by any task, or another in ports is refused with a
-// *ConflictError before anything changes. Host processes listening on the
-// port are not detected yet.
-func (n *Network) AddPorts(taskID string, ports []PortMapping) error {
-	if err := checkTaskID(taskID); err != nil {
-		return err
-	}
-	for _, p := range ports {
-		if err := p.check(); err != nil {
+	err = n.withIPAMLock(func() error {
+		leases, err := n.readLeaseRecords()
+		if err != nil {
 			return err
+		}
+		for id, l := range leases {
+			for _, p := range fromRecords(l.Ports) {
+				held = append(held, heldPort{p.Proto, p.hostAddrPort(), id})
+			}
+		}
+		return nil
+	})
+	return held, err
+}
+
+const portCursorKey = "portcursor"
+
+// portCursor remembers the dynamic host port handed out last.
+type portCursor struct {
+	Last uint16 `json:"last"`
+}
+
+// AddPorts publishes ports of a task and returns the mappings as published,
+// normalized (Proto set, HostIP zero for every address) and with their host
+// ports resolved. Traffic to a local address (HostIP, or any local address)
+// on the host port is DNAT'd to the task's leased address on ContainerPort,
+// from outside (prerouting), from the host itself including 127.0.0.1
+// (output), and from tasks on the bridge (hairpin). The task needs a lease
+// (Allocate or SetupTask).
+//
+// A mapping with HostPort 0 gets a free port from Config.PortRange; one
+// with HostPortEnd set gets the first free port of HostPort..HostPortEnd.
+// A port is free when no task publishes an overlapping host side (same
+// protocol and port, and the same address or either on every address) and
+// no host socket holds it (a TCP listener or a bound UDP socket on an
+// overlapping address, in this process's network namespace). No free port
+// left is an error wrapping ErrPortsExhausted. A fixed host port that is
+// not free is refused with a *ConflictError naming the task or the host
+// process that holds it.
+//
+// Ports are picked, recorded in the task's lease and published under one
+// lock shared by every berth process on this state dir, so two concurrent
+// calls never pick the same port. All mappings are added in one
+// transaction: all or none; if it fails, the lease's record is restored.
+func (n *Network) AddPorts(taskID string, ports []PortMapping) ([]PortMapping, error) {
+	if err := checkTaskID(taskID); err != nil {
+		return nil, err
+	}
+	req := make([]PortMapping, len(ports))
+	for i, p := range ports {
+		req[i] = p.normalized()
+		if err := req[i].check(); err != nil {
+			return nil, err
 		}
 	}
 	var l lease
 	if err := n.st.Get(leaseKey(taskID), &l); err != nil {
-		return fmt.Errorf("network: task %s has no address: %w", taskID, err)
+		return nil, fmt.Errorf("network: task %s has no address: %w", taskID, err)
 	}
-	return n.withPortLock(func() error {
+	if len(req) == 0 {
+		return nil, nil
+	}
+	var resolved []PortMapping
+	err := n.withPortLock(func() error {
 		c, err := nftables.New()
 		if err != nil {
 			return fmt.Errorf("network: nftables: %w", err)
 		}
-		if err := n.checkConflicts(c, taskID, ports); err != nil {
+		held, err := n.publishedPorts(c)
+		if err != nil {
+			return err
+		}
+		socks, err := hostSockets()
+		if err != nil {
+			return err
+		}
+		var cur portCursor
+		if err := n.st.Get(portCursorKey, &cur); err != nil {
+			cur = portCursor{} // missing or damaged: only the next-fit order suffers
+		}
+		a := newPortAlloc(held, socks, n.portRange, cur.Last, socketOwner)
+		if resolved, err = a.resolve(taskID, req); err != nil {
+			return err
+		}
+		l, old, err := n.setPorts(taskID, true, func(old []portRecord) []portRecord {
+			return append(old[:len(old):len(old)], toRecords(resolved)...)
+		})
+		if err != nil {
 			return err
 		}
 		t, pre, out, _ := n.addTableAndChains(c)
-		for _, p := range ports {
-			_, l4, _ := p.proto()
-			var match []expr.Any
-			if p.HostIP.IsValid() {
-				match = matchDaddr(p.HostIP)
-			} else {
-				match = matchLocalDaddr()
-			}
-			e := concat(match, matchL4(l4, p.HostPort), dnat(l.Addr, p.ContainerPort))
-			tag := comment(taskTag(taskID) + p.hostSide() + " -> " + netip.AddrPortFrom(l.Addr, p.ContainerPort).String())
-			c.AddRule(&nftables.Rule{Table: t, Chain: pre, Exprs: e, UserData: tag})
-			c.AddRule(&nftables.Rule{Table: t, Chain: out, Exprs: e, UserData: tag})
-		}
+		addPortRules(c, t, pre, out, taskID, l.Addr, resolved)
 		if err := c.Flush(); err != nil {
-			return fmt.Errorf("network: publish ports of task %s: %w", taskID, err)
+			err = fmt.Errorf("network: publish ports of task %s: %w", taskID, err)
+			return errors.Join(err, n.restorePorts(taskID, old))
+		}
+		if a.cursor != cur.Last {
+			_ = n.st.Put(portCursorKey, portCursor{Last: a.cursor})
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return resolved, nil
 }
 
-// RemovePorts removes all port mappings of a task in one transaction. A
-// missing table or a task without mappings is fine.
+// RemovePorts removes all port mappings of a task: it clears their record
+// in the task's lease and deletes their rules in one transaction (restoring
+// the record if that fails). A missing table, lease or mapping is fine.
 func (n *Network) RemovePorts(taskID string) error {
 	if err := checkTaskID(taskID); err != nil {
 		return err
 	}
 	return n.withPortLock(func() error {
-		c, err := nftables.New()
-		if err != nil {
-			return fmt.Errorf("network: nftables: %w", err)
+		_, old, recErr := n.setPorts(taskID, false, func([]portRecord) []portRecord { return nil })
+		err := n.deletePortRules(taskID)
+		if err != nil && recErr == nil && len(old) > 0 {
+			err = errors.Join(err, n.restorePorts(taskID, old))
 		}
-		if _, err := c.ListTableOfFamily(n.table, nftables.TableFamilyIPv4); err != nil {
-			return nil
-		}
-		t := n.nftTable()
-		pre, out, _ := n.nftChains(t)
-		found := false
-		for _, ch := range []*nftables.Chain{pre, out} {
-			rules, err := c.GetRules(t, ch)
-			if err != nil {
-				if errors.Is(err, unix.ENOENT) {
-					continue
-				}
-				return fmt.Errorf("network: list nf_tables chain %s: %w", ch.Name, err)
-			}
-			for _, r := range rules {
-				if isTaskRule(ruleComment(r), taskID) {
-					if err := c.DelRule(r); err != nil {
-						return fmt.Errorf("network: nftables: %w", err)
-					}
-					found = true
-				}
-			}
-		}
-		if !found {
-			return nil
-		}
-		if err := c.Flush(); err != nil {
-			return fmt.Errorf("network: remove ports of task %s: %w", taskID, err)
-		}
-		return nil
+		// A damaged lease does not keep the rules; Release removes it.
+		return errors.Join(recErr, err)
 	})
+}
+
+// deletePortRules deletes the task's DNAT rules in one transaction.
+func (n *Network) deletePortRules(taskID string) error {
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("network: nftables: %w", err)
+	}
+	pre, out, err := n.dnatRules(c)
+	if err != nil {
+		return err
+	}
+	found := false
+	for _, r := range append(pre, out...) {
+		if isTaskRule(ruleComment(r), taskID) {
+			if err := c.DelRule(r); err != nil {
+				return fmt.Errorf("network: nftables: %w", err)
+			}
+			found = true
+		}
+	}
+	if !found {
+		return nil
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("network: remove ports of task %s: %w", taskID, err)
+	}
+	return nil
 }
 
 // portRules returns the comments of the task's DNAT rules, prefixed by
@@ -359,20 +392,18 @@ func (n *Network) portRules(taskID string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := c.ListTableOfFamily(n.table, nftables.TableFamilyIPv4); err != nil {
-		return nil, nil
+	pre, out, err := n.dnatRules(c)
+	if err != nil {
+		return nil, err
 	}
-	t := n.nftTable()
-	pre, out, _ := n.nftChains(t)
 	var got []string
-	for _, ch := range []*nftables.Chain{pre, out} {
-		rules, err := c.GetRules(t, ch)
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range rules {
+	for _, x := range []struct {
+		name  string
+		rules []*nftables.Rule
+	}{{chainPrerouting, pre}, {chainOutput, out}} {
+		for _, r := range x.rules {
 			if s := ruleComment(r); isTaskRule(s, taskID) {
-				got = append(got, ch.Name+": "+s)
+				got = append(got, x.name+": "+s)
 			}
 		}
 	}

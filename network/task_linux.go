@@ -132,8 +132,8 @@ func (n *Network) SetupTask(taskID string) (_ *Endpoint, err error) {
 }
 
 // TeardownTask undoes SetupTask and AddPorts: it deletes the task's port
-// mappings and veth pair, unmounts and removes its network namespace file
-// and releases its lease. It is idempotent and copes with half-made state;
+// mappings (rules and record) and veth pair, unmounts and removes its
+// network namespace file and releases its lease. It is idempotent and copes with half-made state;
 // it tries every step and returns all errors.
 func (n *Network) TeardownTask(taskID string) error {
 	if err := checkTaskID(taskID); err != nil {

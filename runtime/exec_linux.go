@@ -6,14 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/moby/sys/user"
 	"github.com/opencontainers/runc/libcontainer"
-	"path/filepath"
-	"strconv"
-	"strings"
+	"golang.org/x/sys/unix"
 )
 
 // ExecOptions describe a process to run in a running container.
@@ -26,10 +28,28 @@ type ExecOptions struct {
 	Stdin     io.Reader
 	Stdout    io.Writer
 	Stderr    io.Writer
+
+	// TTY runs the process on a new pty of the container's devpts, its
+	// controlling terminal and its stdin, stdout and stderr (docker exec
+	// -t). Stdout gets everything it prints: a terminal has one output
+	// stream, so Stderr is not used. Stdin, if set, is typed into the
+	// pty, which echoes it; when Stdin ends, the terminal's EOF character
+	// (^D) is typed, which ends the input of a process that reads lines.
+	// Exec returns once the process has exited and its output is copied
+	// (at most a second more while a background child holds the pty); it
+	// does not wait for Stdin: a copy blocked reading a terminal ends at
+	// its next read.
+	TTY bool
+	// Size is the pty's size when the process starts; a zero field leaves
+	// it 0x0, as docker does without a terminal.
+	Size WindowSize
+	// Resize, with TTY, carries later sizes (the client's SIGWINCH);
+	// Exec reads it until the process exits.
+	Resize <-chan WindowSize
 }
 
-// Exec runs a process in a running container and returns its exit code
-// (128+N when killed by signal N).
+// Exec runs a process in a running container, in its namespaces and
+// cgroup, and returns its exit code (128+N when killed by signal N).
 func (r *Runtime) Exec(ref string, o ExecOptions) (int, error) {
 	t, err := r.Get(ref)
 	if err != nil {
@@ -72,9 +92,34 @@ func (r *Runtime) Exec(ref string, o ExecOptions) (int, error) {
 		p.UID, p.GID, p.AdditionalGroups = uid, gid, groups
 	}
 	p.Init = false
-	p.Stdin, p.Stdout, p.Stderr = o.Stdin, o.Stdout, o.Stderr
+	var consoleParent *os.File
+	if o.TTY {
+		// libcontainer allocates the pty inside the container and sends
+		// us the master; the process gets the slave as fds 0-2.
+		var consoleChild *os.File
+		if consoleParent, consoleChild, err = consoleSocket(); err != nil {
+			return 0, err
+		}
+		defer consoleParent.Close()
+		defer consoleChild.Close()
+		p.ConsoleSocket = consoleChild
+		p.ConsoleWidth, p.ConsoleHeight = o.Size.Width, o.Size.Height
+	} else {
+		p.Stdin, p.Stdout, p.Stderr = o.Stdin, o.Stdout, o.Stderr
+	}
 	if err := lc.Run(p); err != nil {
 		return startErrorCode(err.Error()), err
+	}
+	if o.TTY {
+		p.ConsoleSocket.Close() // so a missing master reads as EOF, not a hang
+		master, err := recvPty(consoleParent)
+		if err != nil {
+			p.Signal(unix.SIGKILL)
+			p.Wait()
+			return 0, err
+		}
+		pty := startPty(master, o.Stdin, o.Stdout, o.Resize)
+		defer pty.close()
 	}
 	ps, err := p.Wait()
 	if ps != nil {

@@ -80,6 +80,10 @@ func New(cfg Config) (*Runtime, error) {
 
 func taskKey(id string) string              { return "tasks/" + id + "/task.json" }
 func (r *Runtime) taskDir(id string) string { return filepath.Join(r.cfg.Root, "tasks", id) }
+
+// TaskDir is the task's directory under the state root: the layer above
+// may keep per-task files there (its DNS files); they go with the task.
+func (r *Runtime) TaskDir(id string) string { return r.taskDir(id) }
 func (r *Runtime) ctrDir(id, ctr string) string {
 	return filepath.Join(r.taskDir(id), ctr)
 }
@@ -122,6 +126,8 @@ type TaskConfig struct {
 	OnStop [][]string
 	// Ports: see Task.Ports.
 	Ports []string
+	// Network: see Task.Network.
+	Network *NetworkInfo
 }
 
 // Create prepares a task: rootfs mounts and OCI bundles for each container,
@@ -155,7 +161,7 @@ func (r *Runtime) Create(ctx context.Context, tc TaskConfig) (_ *Task, err error
 			return nil, fmt.Errorf("%w: the name %q is used by task %s; remove it or pick another name", ErrExists, name, t.ID[:12])
 		}
 	}
-	t := &Task{ID: id, Name: name, Labels: tc.Labels, Created: time.Now().UTC(), Status: TaskPending, AutoRemove: tc.AutoRemove, OnStop: tc.OnStop, Ports: tc.Ports}
+	t := &Task{ID: id, Name: name, Labels: tc.Labels, Created: time.Now().UTC(), Status: TaskPending, AutoRemove: tc.AutoRemove, OnStop: tc.OnStop, Ports: tc.Ports, Network: tc.Network}
 	defer func() {
 		if err != nil {
 			r.cleanup(t)

@@ -62,6 +62,27 @@ type Task struct {
 	// Ports are the published ports, as listings print them
 	// ("127.0.0.1:8080->8080/tcp"); set by the layer that published them.
 	Ports []string `json:"ports,omitempty"`
+	// Network is what the layer above set up for the task's network,
+	// recorded for listings, inspect and tasks that join this one's
+	// namespace; the runtime does not interpret it.
+	Network *NetworkInfo `json:"network,omitempty"`
+}
+
+// NetworkInfo describes a task's network as the layer that made it
+// recorded it.
+type NetworkInfo struct {
+	// Mode is bridge, host, none or container:<task-id>.
+	Mode string `json:"mode"`
+	// NetNSPath is the network namespace the containers joined ("" for a
+	// namespace of their own, or the host's).
+	NetNSPath string `json:"netnsPath,omitempty"`
+	// Bridge, IPAddress (with prefix length) and Gateway in bridge mode.
+	Bridge    string `json:"bridge,omitempty"`
+	IPAddress string `json:"ipAddress,omitempty"`
+	Gateway   string `json:"gateway,omitempty"`
+	// DNSDir holds the task's hosts, resolv.conf and hostname files,
+	// bind-mounted into its containers.
+	DNSDir string `json:"dnsDir,omitempty"`
 }
 
 // Container is one container's recorded state within a task.

@@ -21,7 +21,8 @@ const hostConfigFileName = "berth.json"
 //
 //	{
 //	  "imageGC": {"highWatermarkPercent": 85, "lowWatermarkPercent": 75},
-//	  "maxLayerSize": 34359738368
+//	  "maxLayerSize": 34359738368,
+//	  "network": {"bridge": "berth0", "subnet": "10.209.0.0/16", "portRange": "49153-60999"}
 //	}
 //
 // imageGC: when the state root's filesystem is fuller than the high
@@ -29,12 +30,20 @@ const hostConfigFileName = "berth.json"
 // unused images are removed, least recently used first, down to the low
 // watermark. "imageGC": {"disabled": true} turns it off.
 // maxLayerSize: the most bytes one layer may unpack to (decompression bombs).
+// network: the default bridge's name and IPv4 subnet (defaults berth0 and
+// 10.209.0.0/16), and the range dynamic host ports (-p CONTAINER_PORT, -P)
+// come from.
 type hostConfig struct {
 	ImageGC struct {
 		image.GCPolicy
 		Disabled bool `json:"disabled"`
 	} `json:"imageGC"`
 	MaxLayerSize int64 `json:"maxLayerSize"`
+	Network      struct {
+		Bridge    string `json:"bridge"`
+		Subnet    string `json:"subnet"`
+		PortRange string `json:"portRange"`
+	} `json:"network"`
 }
 
 func (g *globalOptions) loadHostConfig() (*hostConfig, error) {

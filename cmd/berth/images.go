@@ -540,3 +540,12 @@ func minArgs(n int, msg string) cobra.PositionalArgs {
 		return nil
 	}
 }
+
+func rangeArgs(lo, hi int, msg string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) < lo || len(args) > hi {
+			return fmt.Errorf("%s (got %d arguments)", msg, len(args))
+		}
+		return nil
+	}
+}

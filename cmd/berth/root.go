@@ -127,6 +127,7 @@ kernel with nf_tables, and keeps services running.`,
 		newStatsCommand(g),
 		newSystemCommand(g),
 		newNetworkCommand(g),
+		newPortCommand(g),
 		newMonitorCommand(g),
 		newInitCommand(),
 	)

@@ -39,8 +39,9 @@ type runFlags struct {
 	stopTimeout                                              int
 	env, envFiles, ulimits, volumes, tmpfs, capAdd, capDrop  []string
 	securityOpts, labels, publish, logOpts                   []string
+	dns, dnsSearch, dnsOptions, addHosts                     []string
 	network                                                  string
-	entrypointSet                                            bool
+	entrypointSet, publishAll                                bool
 }
 
 func newRunCommand(g *globalOptions) *cobra.Command {
@@ -86,8 +87,15 @@ func newRunCommand(g *globalOptions) *cobra.Command {
 	fl.BoolVarP(&f.tty, "tty", "t", false, "allocate a terminal")
 	fl.StringVar(&f.platform, "platform", "", "platform to pull if the image is absent")
 	fl.StringArrayVar(&f.logOpts, "log-opt", nil, "log rotation: max-size=SIZE (default 10m), max-file=N (default 3)")
-	fl.StringVar(&f.network, "network", "none", "none (a private loopback-only namespace) or bridge (berth0, with -p)")
-	fl.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a port: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp] (needs --network bridge)")
+	fl.StringVar(&f.network, "network", netBridge, "bridge (berth0, with -p), host (the host's network), none (loopback only) or container:NAME (join that task's network)")
+	fl.StringVar(&f.network, "net", netBridge, "same as --network")
+	_ = fl.MarkHidden("net")
+	fl.StringArrayVarP(&f.publish, "publish", "p", nil, "publish ports: [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp]; ports may be ranges (8000-8010); no HOST_PORT takes a free one")
+	fl.BoolVarP(&f.publishAll, "publish-all", "P", false, "publish every port the image exposes on a free host port")
+	fl.StringArrayVar(&f.dns, "dns", nil, "nameserver for the container's /etc/resolv.conf (replaces the host's)")
+	fl.StringArrayVar(&f.dnsSearch, "dns-search", nil, "search domain for /etc/resolv.conf (\".\" for none)")
+	fl.StringArrayVar(&f.dnsOptions, "dns-option", nil, "option line for /etc/resolv.conf (e.g. ndots:2)")
+	fl.StringArrayVar(&f.addHosts, "add-host", nil, "add HOST:IP to /etc/hosts (IP may be host-gateway)")
 	return cmd
 }
 
@@ -242,29 +250,38 @@ func (g *globalOptions) run(cmd *cobra.Command, f *runFlags, ref string, args []
 	if err != nil {
 		return err
 	}
-	var onStop [][]string
-	switch f.network {
-	case "none":
-		if len(f.publish) > 0 {
-			return errors.New("-p needs --network bridge")
-		}
-	case "bridge":
-		nsPath, release, err := g.setupBridge(id, f.publish)
-		if err != nil {
+	tn, err := g.setupNetwork(rt, id, f, ic.ExposedPorts)
+	if err != nil {
+		return err
+	}
+	o.NetNSPath, o.HostNetwork = tn.info.NetNSPath, tn.host
+	if tn.host && o.Hostname == "" {
+		if o.Hostname, err = os.Hostname(); err != nil {
 			return err
 		}
-		o.NetNSPath = nsPath
-		onStop = [][]string{release}
-	default:
-		return fmt.Errorf("invalid --network %q: want none or bridge", f.network)
 	}
+	hostname := o.Hostname
+	if hostname == "" {
+		hostname = id[:12]
+	}
+	onStop := tn.onStop
 	t, err := rt.Create(cmd.Context(), runtime.TaskConfig{
-		ID: id, Name: f.name, Labels: o.Labels, AutoRemove: f.rm, OnStop: onStop, Ports: portStrings(f.publish),
+		ID: id, Name: f.name, Labels: o.Labels, AutoRemove: f.rm, OnStop: onStop, Ports: portStrings(tn.ports), Network: tn.info,
 		Containers: []runtime.ContainerConfig{{
 			Name: "main", Image: image.FamiliarName(rec.Name), ImageID: rec.ID.String(), Layers: layers, ReadOnly: f.readOnly,
 			Stdin: f.interactive, TTY: f.tty, StopTimeout: time.Duration(f.stopTimeout) * time.Second,
 			LogMaxSize: logMaxSize, LogMaxFiles: logMaxFiles,
-			Spec: func(rootfs string) (*specs.Spec, error) { return spec.Generate(ic, o, rootfs) },
+			Spec: func(rootfs string) (*specs.Spec, error) {
+				mounts, warnings, err := tn.dnsMounts(rt, id, hostname, f.name)
+				if err != nil {
+					return nil, err
+				}
+				for _, w := range warnings {
+					g.logger.Warn(w)
+				}
+				o.ExtraMounts = append(o.ExtraMounts, mounts...)
+				return spec.Generate(ic, o, rootfs)
+			},
 		}},
 	})
 	if err != nil {
@@ -544,48 +561,6 @@ func newMonitorCommand(g *globalOptions) *cobra.Command {
 	}
 }
 
-func newExecCommand(g *globalOptions) *cobra.Command {
-	var o runtime.ExecOptions
-	var interactive, tty bool
-	cmd := &cobra.Command{
-		Use:   "exec [-i] [-e K=V] [-u USER] [-w DIR] TASK COMMAND [ARG...]",
-		Short: "Run a command in a running task; its exit code is berth's",
-		Args:  minArgs(2, "exec needs a task and a command"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if tty {
-				return errors.New("exec -t is not supported yet")
-			}
-			rt, err := g.runtime()
-			if err != nil {
-				return err
-			}
-			o.Args = args[1:]
-			o.Stdout, o.Stderr = g.stdout, g.stderr
-			if interactive {
-				o.Stdin = cmd.InOrStdin()
-			}
-			code, err := rt.Exec(args[0], o)
-			if err != nil {
-				if code == 0 {
-					code = exitBerth
-				}
-				return &exitError{code: code, err: err}
-			}
-			if code != 0 {
-				return &exitError{code: code}
-			}
-			return nil
-		},
-	}
-	cmd.Flags().SetInterspersed(false)
-	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "pass stdin to the command")
-	cmd.Flags().BoolVarP(&tty, "tty", "t", false, "allocate a terminal (not yet supported)")
-	cmd.Flags().StringArrayVarP(&o.Env, "env", "e", nil, "set an environment variable")
-	cmd.Flags().StringVarP(&o.User, "user", "u", "", "run as USER[:GROUP]")
-	cmd.Flags().StringVarP(&o.WorkDir, "workdir", "w", "", "working directory")
-	return cmd
-}
-
 // attachInput connects the terminal or stdin to an attached task: raw mode
 // and window size for -t, stdin copying for -i. The returned func restores
 // the terminal.
@@ -741,8 +716,11 @@ func newSystemCommand(g *globalOptions) *cobra.Command {
 				fmt.Fprintf(g.stdout, "tasks recorded as stopped: %d\ncontainers destroyed: %d\nmounts released: %d\nhalf-created tasks removed: %d\n",
 					len(rep.StoppedTasks), len(rep.Containers), len(rep.Mounts), len(rep.TaskDirs))
 			}
-			released, nerr := g.cleanupNetworks(rt)
-			fmt.Fprintf(g.stdout, "task networks released: %d\n", released)
+			nrep, nerr := g.cleanupNetworks(rt)
+			if nrep != nil {
+				fmt.Fprintf(g.stdout, "task networks released: %d\nport rules rebuilt: %d\norphan port rules, veths, netns files removed: %d, %d, %d\n",
+					len(nrep.TornDown), len(nrep.Rebuilt), nrep.OrphanRules, len(nrep.OrphanVeths), len(nrep.OrphanNetNS))
+			}
 			return errors.Join(err, nerr)
 		},
 	}
@@ -777,21 +755,4 @@ func parseLogOpts(opts []string) (int64, int, error) {
 		}
 	}
 	return size, files, nil
-}
-
-// portStrings renders -p values as docker's ps does: 127.0.0.1:8080->80/tcp.
-func portStrings(publish []string) []string {
-	var out []string
-	for _, p := range publish {
-		pm, err := parsePublish(p)
-		if err != nil {
-			continue
-		}
-		host := "0.0.0.0"
-		if pm.HostIP.IsValid() {
-			host = pm.HostIP.String()
-		}
-		out = append(out, fmt.Sprintf("%s:%d->%d/%s", host, pm.HostPort, pm.ContainerPort, pm.Proto))
-	}
-	return out
 }

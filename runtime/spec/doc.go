@@ -39,8 +39,8 @@
 //     given), CPU quota over a 100 ms period from --cpus, CPU shares, the
 //     pids limit, rlimits from --ulimit. No default rlimits are set, so the
 //     container inherits berth's own, which never exceed the host's.
-//   - Namespaces: mount, network (new, or Options.NetNSPath), uts, pid, ipc
-//     and cgroup.
+//   - Namespaces: mount, network (new, Options.NetNSPath, or none with
+//     Options.HostNetwork), uts, pid, ipc and cgroup.
 //
 // # Where the rest lives
 //

@@ -800,3 +800,34 @@ func TestGenerateOnThisHost(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestNetworkNamespace(t *testing.T) {
+	root := makeRootfs(t)
+	netns := func(s *specs.Spec) (specs.LinuxNamespace, bool) {
+		for _, ns := range s.Linux.Namespaces {
+			if ns.Type == specs.NetworkNamespace {
+				return ns, true
+			}
+		}
+		return specs.LinuxNamespace{}, false
+	}
+	if ns, ok := netns(mustGen(t, baseImage, Options{ID: testID}, root)); !ok || ns.Path != "" {
+		t.Fatalf("default: want a new network namespace, got %+v %v", ns, ok)
+	}
+	if ns, ok := netns(mustGen(t, baseImage, Options{ID: testID, NetNSPath: "/run/berth/netns/x"}, root)); !ok || ns.Path != "/run/berth/netns/x" {
+		t.Fatalf("NetNSPath: got %+v %v", ns, ok)
+	}
+	s := mustGen(t, baseImage, Options{ID: testID, HostNetwork: true}, root)
+	if ns, ok := netns(s); ok {
+		t.Fatalf("host network: want no network namespace, got %+v", ns)
+	}
+	if len(s.Linux.Namespaces) != 5 {
+		t.Fatalf("host network: namespaces %+v", s.Linux.Namespaces)
+	}
+	if _, err := gen(t, baseImage, Options{ID: testID, HostNetwork: true, NetNSPath: "/x"}, root); err == nil {
+		t.Fatal("host network with a netns path: want an error")
+	}
+	if _, err := gen(t, baseImage, Options{ID: testID, NetNSPath: "rel/x"}, root); err == nil {
+		t.Fatal("relative netns path: want an error")
+	}
+}

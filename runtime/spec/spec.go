@@ -132,6 +132,9 @@ type Options struct {
 
 	// NetNSPath joins an existing network namespace; empty creates one.
 	NetNSPath string
+	// HostNetwork keeps the container in the host's network namespace
+	// (--network host); NetNSPath must then be empty.
+	HostNetwork bool
 
 	// Privileged grants all of berth's capabilities and the host's devices
 	// and lifts seccomp, masked and read-only paths (--privileged).
@@ -470,14 +473,19 @@ func (g *generator) setNamespaces(s *specs.Spec) error {
 	if g.o.NetNSPath != "" && !path.IsAbs(g.o.NetNSPath) {
 		return invalidf("network namespace path %q must be absolute", g.o.NetNSPath)
 	}
-	s.Linux.Namespaces = []specs.LinuxNamespace{
-		{Type: specs.MountNamespace},
-		{Type: specs.NetworkNamespace, Path: g.o.NetNSPath},
-		{Type: specs.UTSNamespace},
-		{Type: specs.PIDNamespace},
-		{Type: specs.IPCNamespace},
-		{Type: specs.CgroupNamespace},
+	if g.o.HostNetwork && g.o.NetNSPath != "" {
+		return invalidf("host network and a network namespace path %q are exclusive", g.o.NetNSPath)
 	}
+	s.Linux.Namespaces = []specs.LinuxNamespace{{Type: specs.MountNamespace}}
+	if !g.o.HostNetwork {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: g.o.NetNSPath})
+	}
+	s.Linux.Namespaces = append(s.Linux.Namespaces,
+		specs.LinuxNamespace{Type: specs.UTSNamespace},
+		specs.LinuxNamespace{Type: specs.PIDNamespace},
+		specs.LinuxNamespace{Type: specs.IPCNamespace},
+		specs.LinuxNamespace{Type: specs.CgroupNamespace},
+	)
 	return nil
 }
 

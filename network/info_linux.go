@@ -1,0 +1,27 @@
+//go:build linux
+
+package network
+
+import (
+	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
+)
+
+// BridgeExists reports whether the bridge is there: false after a reboot
+// or before the first bridge-mode task, when callers reconcile first.
+func (n *Network) BridgeExists() bool {
+	l, err := netlink.LinkByName(n.bridge)
+	return err == nil && l.Type() == "bridge"
+}
+
+// TableExists reports whether the network's nf_tables table is there:
+// false after a reboot or after a firewall flushed the ruleset, when
+// callers reconcile to bring the rules of running tasks back.
+func (n *Network) TableExists() bool {
+	c, err := nftables.New()
+	if err != nil {
+		return false
+	}
+	_, err = c.ListTableOfFamily(n.table, nftables.TableFamilyIPv4)
+	return err == nil
+}
