@@ -19,9 +19,10 @@ step "run a one-off command"
 "$berth" run --rm berth.local/demo echo "hello from a berth task"
 step "run the web server detached on the berth0 bridge, published on 127.0.0.1:${DEMO_PORT:=8080}, limited to 64 MiB and half a CPU"
 "$berth" rm -f berth-demo >/dev/null 2>&1 || true
-"$berth" run -d --name berth-demo --network bridge -p "127.0.0.1:$DEMO_PORT:8080" -m 64m --cpus 0.5 berth.local/demo
+"$berth" run -d --name berth-demo -p "127.0.0.1:$DEMO_PORT:8080" -m 64m --cpus 0.5 berth.local/demo
 sleep 0.5
 "$berth" ps
+"$berth" port berth-demo
 step "fetch its page from the host, through the published port"
 busybox wget -qO- "http://127.0.0.1:$DEMO_PORT/"
 step "and from inside the task"
