@@ -1359,6 +1359,18 @@ func testRunNetwork(t *testing.T, fx *runFixture) {
 	if err != nil || ins[0].Network.Mode != "bridge" || !e.subnet.Contains(srvAddr.Addr()) || ins[0].Network.Gateway != gw.String() {
 		t.Fatalf("inspect network: %+v (%v)", ins[0].Network, err)
 	}
+	// A range maps port by port.
+	r0 := freePortPair(t)
+	rg := e.start("-p", fmt.Sprintf("127.0.0.1:%d-%d:8080-8081", r0, r0+1), appImage, "serve")
+	e.waitLog(rg, "listening on")
+	if got, want := e.ok("port", rg), fmt.Sprintf("8080/tcp -> 127.0.0.1:%d\n8081/tcp -> 127.0.0.1:%d\n", r0, r0+1); got != want {
+		t.Errorf("port of a ranged task: %q, want %q", got, want)
+	}
+	if body := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/hello", r0)); !strings.Contains(body, "hello from") {
+		t.Errorf("first port of the range answered %q", body)
+	}
+	e.ok("rm", "-f", rg)
+
 	// A port held by a task, or by a host process, is refused before
 	// anything starts, naming the holder.
 	if r := e.code(125, "run", "-d", "-p", fmt.Sprintf("127.0.0.1:%d:80", fixed), bbImage, "sleep", "5"); !strings.Contains(r.err, srv[:12]) && !strings.Contains(r.err, srv) {
@@ -1512,6 +1524,20 @@ func httpGet(t *testing.T, url string) string {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return string(body)
+}
+
+// freePortPair returns a port P such that P and P+1 are both free on
+// 127.0.0.1.
+func freePortPair(t *testing.T) int {
+	for range 50 {
+		p := freePort(t)
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+1)); err == nil {
+			l.Close()
+			return p
+		}
+	}
+	t.Fatal("no two consecutive free ports on 127.0.0.1")
+	return 0
 }
 
 func freePort(t *testing.T) int {
