@@ -31,8 +31,9 @@ import (
 
 // -berth, -rounds and -tools are shared with pull_test.go.
 var (
-	startIters = flag.Int("iterations", 30, "start: starts per tool per round")
-	memTasks   = flag.Int("mem-tasks", 5, "start: detached tasks whose monitor (conmon) memory is measured; 0 skips")
+	startIters  = flag.Int("iterations", 30, "start: starts per tool per round")
+	bridgeIters = flag.Int("bridge-iterations", 10, "start: starts per round of the bridged tools (berth-bridge, podman-bridge, docker)")
+	memTasks    = flag.Int("mem-tasks", 5, "start: detached tasks whose monitor (conmon) memory is measured; 0 skips")
 )
 
 // startRef names the benchmark image in berth's and podman's stores.
@@ -53,9 +54,10 @@ func TestStartBench(t *testing.T) {
 	for _, bin := range []string{"runc", "podman", "umoci"} {
 		testrig.RequireBinary(t, bin, bin)
 	}
-	if *startIters < 1 || *rounds < 1 {
-		t.Fatalf("-iterations %d, -rounds %d: both must be at least 1", *startIters, *rounds)
+	if *startIters < 1 || *rounds < 1 || *bridgeIters < 1 {
+		t.Fatalf("-iterations %d, -bridge-iterations %d, -rounds %d: all must be at least 1", *startIters, *bridgeIters, *rounds)
 	}
+	want := func(name string) bool { return *only == "" || slices.Contains(strings.Split(*only, ","), name) }
 	work := t.TempDir()
 	// Cleanups run last-registered first: unmounting comes after every tool
 	// has removed its containers, and before TempDir's removal.
@@ -76,6 +78,7 @@ func TestStartBench(t *testing.T) {
 
 	var tools []*starter
 	var bb *berthBench
+	var bn *berthNet
 	if *berthBin != "" {
 		bin, err := filepath.Abs(*berthBin)
 		if err != nil {
@@ -87,18 +90,59 @@ func TestStartBench(t *testing.T) {
 		if nested(filepath.Dir(bin), work) {
 			t.Fatalf("berth's folder %s and the state dirs under %s nest: libcontainer would take its slow path", filepath.Dir(bin), work)
 		}
-		bb = setupBerth(t, bin, filepath.Join(work, "berth"), ociArchive)
-		tools = append(tools, bb.starters()...)
+		dir := filepath.Join(work, "berth")
+		if want("berth-bridge") {
+			bn = newBerthNet(t, filepath.Join(dir, "root"), filepath.Join(dir, "run"))
+			fmt.Printf("berth   bridge network: %s\n", bn)
+		}
+		bb = setupBerth(t, bin, dir, ociArchive)
+		tools = append(tools, bb.starters(bn != nil)...)
 	} else {
 		fmt.Println("berth   skipped: no -berth binary given; ratios are not printed")
 	}
 	rc := setupRunc(t, filepath.Join(work, "runc"), layoutDir)
 	pm := setupPodman(t, filepath.Join(work, "podman"), dockerArchive)
-	tools = append(tools, rc.starter(), pm.starter())
+	tools = append(tools, rc.starter(), pm.starter("podman", "none"))
+	var pn *podmanNet
+	if want("podman-bridge") {
+		pn = newPodmanNet(t, pm.netConfigDir())
+		fmt.Printf("podman  bridge %s\n", pn)
+		tools = append(tools, pm.starter("podman-bridge", pn.name))
+	}
+	if want("docker") {
+		if why := dockerEngine(); why != "" {
+			fmt.Printf("docker  skipped (%s)\n", why)
+		} else {
+			tools = append(tools, setupDocker(t, work, dockerArchive, startRef).starter())
+		}
+	}
+	// Networks go after every container on them: this cleanup, registered
+	// after the tools' own, runs before them.
+	t.Cleanup(func() {
+		if bn != nil {
+			bb.removeAll()
+			if err := bn.remove(); err != nil {
+				t.Errorf("cleanup: %v", err)
+			}
+		}
+		if pn != nil {
+			pm.removeAll()
+			if err := pn.remove(); err != nil {
+				t.Errorf("cleanup: %v", err)
+			}
+		}
+	})
 	if *only != "" {
-		tools = slices.DeleteFunc(tools, func(s *starter) bool { return !slices.Contains(strings.Split(*only, ","), s.name) })
+		tools = slices.DeleteFunc(tools, func(s *starter) bool { return !want(s.name) })
 		if len(tools) == 0 {
-			t.Fatalf("-tools %q: no such tool (berth,berth-unconfined,runc,podman; berth needs -berth)", *only)
+			t.Fatalf("-tools %q: no such tool (berth,berth-unconfined,berth-bridge,runc,podman,podman-bridge,docker; berth needs -berth)", *only)
+		}
+	}
+	for _, s := range tools {
+		if s.bridged {
+			s.iters = min(*bridgeIters, *startIters)
+		} else {
+			s.iters = *startIters
 		}
 	}
 
@@ -120,16 +164,19 @@ func TestStartBench(t *testing.T) {
 	}
 	fmt.Printf("        set up in %.1fs\n", time.Since(start).Seconds())
 
-	fmt.Printf("rounds  %d x %d starts per tool, interleaved start by start, tool order rotating; medians per round:\n", *rounds, *startIters)
+	fmt.Printf("rounds  %d x %d starts per tool (bridged tools %d, spread evenly), interleaved start by start, tool order rotating; medians per round:\n",
+		*rounds, *startIters, min(*bridgeIters, *startIters))
 	for r := range *rounds {
 		offsets := make([]int, len(tools))
 		for i, s := range tools {
 			offsets[i] = len(s.walls)
 		}
-		for range *startIters {
+		for it := range *startIters {
 			for i := range tools {
 				s := tools[(r+i)%len(tools)]
-				if s.err != nil {
+				// A tool with fewer starts per round takes its turn
+				// whenever it*iters/startIters steps to the next integer.
+				if s.err != nil || (it+1)*s.iters / *startIters == it*s.iters / *startIters {
 					continue
 				}
 				d, err := s.once()
@@ -142,7 +189,7 @@ func TestStartBench(t *testing.T) {
 		}
 		line := fmt.Sprintf("  round %d", r+1)
 		for i, s := range tools {
-			if got := s.walls[offsets[i]:]; len(got) == *startIters {
+			if got := s.walls[offsets[i]:]; len(got) == s.iters {
 				m := medianDur(got)
 				s.roundMedians = append(s.roundMedians, m)
 				line += fmt.Sprintf("  %s %s", s.name, ms(m))
@@ -155,10 +202,10 @@ func TestStartBench(t *testing.T) {
 
 	var mems []memResult
 	if *memTasks > 0 {
-		if bb != nil && (*only == "" || slices.Contains(strings.Split(*only, ","), "berth")) {
+		if bb != nil && want("berth") {
 			mems = append(mems, bb.monitorMemory(*memTasks))
 		}
-		if *only == "" || slices.Contains(strings.Split(*only, ","), "podman") {
+		if want("podman") {
 			mems = append(mems, pm.conmonMemory(*memTasks))
 		}
 	}
@@ -184,9 +231,13 @@ func TestStartBench(t *testing.T) {
 // starter is one contender: a command that starts a container running
 // /bin/true and removes it, timed from exec to exit.
 type starter struct {
-	name  string
-	args  func(i int) []string // the i-th start (runc needs a fresh ID)
-	check func() error         // exit code passed through?
+	name string
+	args func(i int) []string // the i-th start (runc needs a fresh ID)
+	// bridged tools start a container on a bridge network; they run
+	// -bridge-iterations starts a round (iters), the others -iterations.
+	bridged bool
+	iters   int
+	check   func() error // exit code passed through?
 	// quiet, when set, names a string found in the command line of every
 	// background process the tool leaves behind a start (monitor, conmon,
 	// cleanup); after each start the benchmark waits until none is left,
@@ -355,10 +406,15 @@ func (b *berthBench) cmd(args ...string) []string {
 
 func (b *berthBench) outFile() string { return filepath.Join(b.dir, "out") }
 
-func (b *berthBench) starters() []*starter {
+// starters are berth and berth-unconfined, both with --network none (a
+// private loopback-only namespace; bridge is berth's default), and, with
+// bridge, berth-bridge (--network bridge: BERTH_BRIDGE and friends name
+// the benchmark's own bridge).
+func (b *berthBench) starters(bridge bool) []*starter {
 	mk := func(name string, flags ...string) *starter {
 		return &starter{
-			name: name,
+			name:    name,
+			bridged: slices.Contains(flags, "bridge"),
 			args: func(int) []string {
 				b.tasks++
 				return b.cmd(append(append([]string{"run", "--rm"}, flags...), startRef, "/bin/true")...)
@@ -371,7 +427,11 @@ func (b *berthBench) starters() []*starter {
 			out:   b.outFile(),
 		}
 	}
-	return []*starter{mk("berth"), mk("berth-unconfined", "--security-opt", "seccomp=unconfined")}
+	s := []*starter{mk("berth", "--network", "none"), mk("berth-unconfined", "--network", "none", "--security-opt", "seccomp=unconfined")}
+	if bridge {
+		s = append(s, mk("berth-bridge", "--network", "bridge"))
+	}
+	return s
 }
 
 // monitorMemory starts n detached tasks and reads their monitors' memory.
@@ -385,7 +445,7 @@ func (b *berthBench) monitorMemory(n int) memResult {
 	}()
 	for i := range n {
 		b.tasks++
-		id, err := runOut(b.cmd("run", "-d", "--name", fmt.Sprintf("bench-mem-%d", i), startRef, "sleep", "60"), b.outFile())
+		id, err := runOut(b.cmd("run", "-d", "--network", "none", "--name", fmt.Sprintf("bench-mem-%d", i), startRef, "sleep", "60"), b.outFile())
 		if err != nil {
 			res.err = err
 			return res
@@ -557,7 +617,7 @@ type podmanBench struct {
 func setupPodman(t *testing.T, dir, archive string) *podmanBench {
 	pb := &podmanBench{t: t, dir: dir, global: []string{"podman",
 		"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "runroot"), "--tmpdir", filepath.Join(dir, "tmp"),
-		"--storage-driver", "overlay", "--cgroup-manager=cgroupfs", "--events-backend=file", "--runtime=runc"}}
+		"--network-config-dir", filepath.Join(dir, "networks"), "--storage-driver", "overlay", "--cgroup-manager=cgroupfs", "--events-backend=file", "--runtime=runc"}}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -596,16 +656,22 @@ func (pb *podmanBench) cmd(args ...string) []string {
 
 func (pb *podmanBench) outFile() string { return filepath.Join(pb.dir, "out") }
 
-func (pb *podmanBench) runArgs(extra ...string) []string {
-	return pb.cmd(append(append([]string{"run", "--network=none"}, pb.limits...), extra...)...)
+// netConfigDir is podman's --network-config-dir, empty but for the
+// benchmark's own networks.
+func (pb *podmanBench) netConfigDir() string { return filepath.Join(pb.dir, "networks") }
+
+func (pb *podmanBench) runArgs(network string, extra ...string) []string {
+	return pb.cmd(append(append([]string{"run", "--network=" + network}, pb.limits...), extra...)...)
 }
 
-func (pb *podmanBench) starter() *starter {
+// starter is podman run --rm on network: none, or a bridge network.
+func (pb *podmanBench) starter(name, network string) *starter {
 	return &starter{
-		name: "podman",
-		args: func(int) []string { return pb.runArgs("--rm", startRef, "/bin/true") },
+		name:    name,
+		bridged: network != "none",
+		args:    func(int) []string { return pb.runArgs(network, "--rm", startRef, "/bin/true") },
 		check: func() error {
-			return checkExit(pb.runArgs("--rm", startRef, "sh", "-c", "exit 3"), pb.outFile(), 3)
+			return checkExit(pb.runArgs(network, "--rm", startRef, "sh", "-c", "exit 3"), pb.outFile(), 3)
 		},
 		quiet: pb.dir + "/",
 		out:   pb.outFile(),
@@ -622,7 +688,7 @@ func (pb *podmanBench) conmonMemory(n int) memResult {
 		}
 	}()
 	for range n {
-		id, err := runOut(pb.runArgs("-d", startRef, "sleep", "60"), pb.outFile())
+		id, err := runOut(pb.runArgs("none", "-d", startRef, "sleep", "60"), pb.outFile())
 		if err != nil {
 			res.err = err
 			return res
@@ -739,7 +805,11 @@ func printStartTable(w io.Writer, tools []*starter, mems []memResult) {
 	fmt.Fprintln(w, "\nratios of medians (in brackets: lowest and highest ratio of one round's medians)")
 	ratioLine("berth", "runc", "<= 1.3x", func(r float64) bool { return r <= 1.3 })
 	ratioLine("podman", "berth", ">= 4x", func(r float64) bool { return r >= 4 })
+	ratioLine("podman-bridge", "berth-bridge", ">= 5x", func(r float64) bool { return r >= 5 })
+	ratioLine("docker", "berth-bridge", ">= 5x", func(r float64) bool { return r >= 5 })
 	ratioLine("berth-unconfined", "runc", "", nil)
+	ratioLine("berth-bridge", "berth", "", nil)
+	ratioLine("podman-bridge", "podman", "", nil)
 	ratioLine("berth", "berth-unconfined", "", nil)
 	ratioLine("podman", "runc", "", nil)
 
