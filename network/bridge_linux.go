@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // EnsureBridge creates the bridge if it is missing, gives it the gateway
@@ -18,6 +19,12 @@ import (
 // bridge (so that 127.0.0.1 can be DNAT'd to a task), and installs berth's
 // nf_tables table with its base chains and masquerade rules. It is idempotent
 // and repairs a partly made bridge.
+//
+// On a dual-stack network (Config.Subnet6) it also enables IPv6 on the
+// bridge without duplicate address detection (accept_dad=0), gives it the
+// IPv6 gateway address, usable at once (IFA_F_NODAD), enables IPv6
+// forwarding (net.ipv6.conf.all.forwarding=1; see Config.Subnet6 about
+// accept_ra) and installs the table in family ip6 too.
 func (n *Network) EnsureBridge() error {
 	br, err := netlink.LinkByName(n.bridge)
 	var notFound netlink.LinkNotFoundError
@@ -48,6 +55,11 @@ func (n *Network) EnsureBridge() error {
 	if err := netlink.AddrReplace(br, gw); err != nil {
 		return fmt.Errorf("network: address %s on %s: %w", gw.IPNet, n.bridge, err)
 	}
+	if n.subnet6.IsValid() {
+		if err := n.ensureBridge6(br); err != nil {
+			return err
+		}
+	}
 	if err := netlink.LinkSetUp(br); err != nil {
 		return fmt.Errorf("network: bring up %s: %w", n.bridge, err)
 	}
@@ -56,6 +68,11 @@ func (n *Network) EnsureBridge() error {
 	}
 	if err := writeSysctl(filepath.Join("/proc/sys/net/ipv4/conf", n.bridge, "route_localnet"), "1"); err != nil {
 		return err
+	}
+	if n.subnet6.IsValid() {
+		if err := writeSysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1"); err != nil {
+			return err
+		}
 	}
 	if err := n.ensureTable(); err != nil {
 		return err
@@ -66,8 +83,10 @@ func (n *Network) EnsureBridge() error {
 }
 
 // Remove deletes the bridge and this network's nf_tables table (Config.Table)
-// with all its rules, so networks must not share a table if one is to be
-// removed alone. IP forwarding is left on. Leases are kept (they belong to tasks, which Reclaim cleans up). Missing
+// with all its rules, in family ip and, if it exists, ip6 (also when the
+// network is no longer dual-stack), so networks must not share a table if
+// one is to be removed alone. IP forwarding is left on, IPv4 and IPv6.
+// Leases are kept (they belong to tasks, which Reclaim cleans up). Missing
 // pieces are not an error.
 func (n *Network) Remove() error {
 	var errs []error
@@ -87,6 +106,32 @@ func (n *Network) Remove() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// ensureBridge6 enables IPv6 on the bridge, without duplicate address
+// detection, and gives it the IPv6 gateway address.
+func (n *Network) ensureBridge6(br netlink.Link) error {
+	if _, err := os.Stat("/proc/sys/net/ipv6"); err != nil {
+		return fmt.Errorf("network: IPv6 subnet %s: IPv6 is disabled in this kernel (ipv6.disable=1 on its command line?): %w", n.subnet6, err)
+	}
+	conf := filepath.Join("/proc/sys/net/ipv6/conf", n.bridge)
+	// disable_ipv6 first: a bridge made while default/disable_ipv6=1
+	// takes no IPv6 address.
+	for _, s := range []struct{ key, value string }{{"disable_ipv6", "0"}, {"accept_dad", "0"}} {
+		if err := writeSysctl(filepath.Join(conf, s.key), s.value); err != nil {
+			return err
+		}
+	}
+	gw6 := &netlink.Addr{
+		IPNet: &net.IPNet{IP: n.gateway6.AsSlice(), Mask: net.CIDRMask(n.subnet6.Bits(), 128)},
+		// Usable at once, not after a second of duplicate address
+		// detection: tasks route through it as soon as they start.
+		Flags: unix.IFA_F_NODAD,
+	}
+	if err := netlink.AddrReplace(br, gw6); err != nil {
+		return fmt.Errorf("network: address %s on %s: %w", gw6.IPNet, n.bridge, err)
+	}
+	return nil
 }
 
 // bridgeMAC derives a locally administered unicast MAC address from the

@@ -118,7 +118,8 @@ func (n *Network) planForward(c *nftables.Conn) (*fwPlan, error) {
 	}
 	skip := func(t *nftables.Table) bool {
 		_, ok := fwFamilies[t.Family]
-		return !ok || t.Family == nftables.TableFamilyIPv4 && t.Name == n.table
+		own := t.Family == nftables.TableFamilyIPv4 || t.Family == nftables.TableFamilyIPv6
+		return !ok || own && t.Name == n.table
 	}
 	dockerUser := map[fwTableKey]*nftables.Chain{}
 	for _, ch := range chains {

@@ -14,14 +14,19 @@ func (n *Network) BridgeExists() bool {
 	return err == nil && l.Type() == "bridge"
 }
 
-// TableExists reports whether the network's nf_tables table is there:
-// false after a reboot or after a firewall flushed the ruleset, when
-// callers reconcile to bring the rules of running tasks back.
+// TableExists reports whether the network's nf_tables tables are there
+// (ip, and ip6 on a dual-stack network): false after a reboot or after a
+// firewall flushed the ruleset, when callers reconcile to bring the rules
+// of running tasks back.
 func (n *Network) TableExists() bool {
 	c, err := nftables.New()
 	if err != nil {
 		return false
 	}
-	_, err = c.ListTableOfFamily(n.table, nftables.TableFamilyIPv4)
-	return err == nil
+	for _, f := range n.families() {
+		if _, err := c.ListTableOfFamily(n.table, f); err != nil {
+			return false
+		}
+	}
+	return true
 }

@@ -13,12 +13,13 @@ import (
 )
 
 // IPAM: one lease file per task, StateDir/leases/<task-id>, holding the
-// address and the task's published ports (ports.go). Every read-modify-write
-// of the leases happens under one store lock ("ipam"), so allocations by
-// concurrent goroutines and processes never hand out one address twice. A
-// cursor file remembers the last address handed out; allocation continues
-// after it (next fit), so a released address is not reused at once, which
-// keeps stale ARP entries and conntrack state of a stopped task from hitting
+// address (and on a dual-stack network the IPv6 address) and the task's
+// published ports (ports.go). Every read-modify-write of the leases happens
+// under one store lock ("ipam"), so allocations by concurrent goroutines and
+// processes never hand out one address twice. A cursor file remembers the
+// last address of each family handed out; allocation continues after it
+// (next fit), so a released address is not reused at once, which keeps
+// stale neighbour entries and conntrack state of a stopped task from hitting
 // the next one. Port records are changed under the port lock too, taken
 // first (port lock, then IPAM lock; never the other way round).
 
@@ -31,13 +32,18 @@ const (
 type lease struct {
 	TaskID string     `json:"taskID"`
 	Addr   netip.Addr `json:"addr"`
+	// Addr6 is the task's IPv6 address on a dual-stack network. Leases
+	// made before the network had an IPv6 subnet have none until the next
+	// Allocate gives them one.
+	Addr6 netip.Addr `json:"addr6,omitzero"`
 	// Ports are the task's published mappings, host ports resolved (see
 	// AddPorts). Leases written before berth recorded them have none.
 	Ports []portRecord `json:"ports,omitempty"`
 }
 
 type cursor struct {
-	Last netip.Addr `json:"last"`
+	Last  netip.Addr `json:"last"`
+	Last6 netip.Addr `json:"last6,omitzero"`
 }
 
 // ErrExhausted is returned by Allocate when every address of the subnet is
@@ -61,48 +67,71 @@ func (n *Network) withIPAMLock(fn func() error) (err error) {
 }
 
 // Allocate returns the task's address, leasing a free one if the task has
-// none yet. A task keeps its address until Release or Reclaim drops the
-// lease; two tasks never hold the same address.
+// none yet; on a dual-stack network it leases the task an IPv6 address too
+// (see Leases6), also when the task's lease is older than the network's
+// IPv6 subnet. A task keeps its addresses until Release or Reclaim drops
+// the lease; two tasks never hold the same address.
 func (n *Network) Allocate(taskID string) (netip.Addr, error) {
+	l, err := n.allocate(taskID)
+	return l.Addr, err
+}
+
+// allocate is Allocate returning the whole lease.
+func (n *Network) allocate(taskID string) (lease, error) {
 	if err := checkTaskID(taskID); err != nil {
-		return netip.Addr{}, err
+		return lease{}, err
 	}
-	var addr netip.Addr
+	var got lease
 	err := n.withIPAMLock(func() error {
-		leases, err := n.readLeases()
+		leases, err := n.readLeaseRecords()
 		if err != nil {
 			return err
 		}
-		used := make(map[netip.Addr]bool, len(leases))
-		for id, a := range leases {
-			if id == taskID && n.usable(a) {
-				addr = a
-				return nil
+		l, had := leases[taskID]
+		need4 := !had || !n.usable(l.Addr)
+		need6 := n.subnet6.IsValid() && (!had || !n.usable6(l.Addr6))
+		if !need4 && !need6 {
+			got = l
+			return nil
+		}
+		used := make(map[netip.Addr]bool, 2*len(leases))
+		for id, o := range leases {
+			if id != taskID {
+				used[o.Addr] = true
+				used[o.Addr6] = true
 			}
-			used[a] = true
 		}
 		var c cursor
 		if err := n.st.Get(cursorKey, &c); err != nil && !errors.Is(err, store.ErrNotFound) {
 			// A damaged cursor only costs the next-fit order.
 			c = cursor{}
 		}
-		a, ok := n.nextFree(c.Last, used)
-		if !ok {
-			return fmt.Errorf("%w %s (%d leases)", ErrExhausted, n.subnet, len(leases))
-		}
 		// A lease whose address no longer fits the subnet keeps its
 		// ports: Reconcile points their rules at the new address.
-		var old lease
-		_ = n.st.Get(leaseKey(taskID), &old)
-		if err := n.st.Put(leaseKey(taskID), lease{TaskID: taskID, Addr: a, Ports: old.Ports}); err != nil {
+		l.TaskID = taskID
+		if need4 {
+			a, ok := n.nextFree(c.Last, used)
+			if !ok {
+				return fmt.Errorf("%w %s (%d leases)", ErrExhausted, n.subnet, len(leases))
+			}
+			l.Addr, c.Last = a, a
+		}
+		if need6 {
+			a, ok := n.nextFree6(c.Last6, used)
+			if !ok {
+				return fmt.Errorf("%w %s (%d leases)", ErrExhausted, n.subnet6, len(leases))
+			}
+			l.Addr6, c.Last6 = a, a
+		}
+		if err := n.st.Put(leaseKey(taskID), l); err != nil {
 			return fmt.Errorf("network: ipam: %w", err)
 		}
 		// The lease is what counts; a lost cursor write is harmless.
-		_ = n.st.Put(cursorKey, cursor{Last: a})
-		addr = a
+		_ = n.st.Put(cursorKey, c)
+		got = l
 		return nil
 	})
-	return addr, err
+	return got, err
 }
 
 // Release drops the task's lease, if any.
@@ -145,17 +174,7 @@ func (n *Network) Reclaim(live func(taskID string) bool) ([]string, error) {
 
 // Leases returns every task's leased address.
 func (n *Network) Leases() (map[string]netip.Addr, error) {
-	var leases map[string]netip.Addr
-	err := n.withIPAMLock(func() (err error) {
-		leases, err = n.readLeases()
-		return err
-	})
-	return leases, err
-}
-
-// readLeases reads all leased addresses; the caller holds the IPAM lock.
-func (n *Network) readLeases() (map[string]netip.Addr, error) {
-	recs, err := n.readLeaseRecords()
+	recs, err := n.leaseRecords()
 	if err != nil {
 		return nil, err
 	}
@@ -164,6 +183,31 @@ func (n *Network) readLeases() (map[string]netip.Addr, error) {
 		leases[id] = l.Addr
 	}
 	return leases, nil
+}
+
+// Leases6 returns the leased IPv6 address of every task that has one on
+// this network's IPv6 subnet: none on an IPv4-only network.
+func (n *Network) Leases6() (map[string]netip.Addr, error) {
+	recs, err := n.leaseRecords()
+	if err != nil {
+		return nil, err
+	}
+	leases := map[string]netip.Addr{}
+	for id, l := range recs {
+		if a := n.addr6(l); a.IsValid() {
+			leases[id] = a
+		}
+	}
+	return leases, nil
+}
+
+// leaseRecords reads every lease under the IPAM lock.
+func (n *Network) leaseRecords() (leases map[string]lease, err error) {
+	err = n.withIPAMLock(func() error {
+		leases, err = n.readLeaseRecords()
+		return err
+	})
+	return leases, err
 }
 
 // readLeaseRecords reads all lease files; the caller holds the IPAM lock.
@@ -225,6 +269,60 @@ func (n *Network) nextFree(last netip.Addr, used map[netip.Addr]bool) (netip.Add
 		a = a.Next()
 		if a == end {
 			a = first
+		}
+		if a == start {
+			return netip.Addr{}, false
+		}
+	}
+}
+
+// usable6 reports whether a can be a task's IPv6 address: inside the IPv6
+// subnet and neither its first address (the subnet-router anycast address)
+// nor the gateway. False on an IPv4-only network.
+func (n *Network) usable6(a netip.Addr) bool {
+	return n.subnet6.Contains(a) && a != n.subnet6.Addr() && a != n.gateway6
+}
+
+// addr6 is the lease's IPv6 address if it is one of this network's, else
+// the zero Addr: on an IPv4-only network, and for leases made before the
+// network had an IPv6 subnet (or had another one).
+func (n *Network) addr6(l lease) netip.Addr {
+	if n.usable6(l.Addr6) {
+		return l.Addr6
+	}
+	return netip.Addr{}
+}
+
+// lastAddr is the last address of the prefix.
+func lastAddr(p netip.Prefix) netip.Addr {
+	p = p.Masked()
+	b := p.Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// nextFree6 returns the first usable IPv6 address after last (wrapping
+// around) that is not in used. Subnets are at least 256 addresses and
+// used holds one or two per lease, so the search ends within a few steps
+// more than there are leases, unless a small subnet is full.
+func (n *Network) nextFree6(last netip.Addr, used map[netip.Addr]bool) (netip.Addr, bool) {
+	first, end := n.gateway6.Next(), lastAddr(n.subnet6)
+	start := first
+	if n.usable6(last) && last != end {
+		start = last.Next()
+	}
+	a := start
+	for {
+		if !used[a] {
+			return a, true
+		}
+		if a == end {
+			a = first
+		} else {
+			a = a.Next()
 		}
 		if a == start {
 			return netip.Addr{}, false

@@ -61,18 +61,29 @@ func freeSubnet(t *testing.T) netip.Prefix {
 // removed (with every task named in tasks) when the test ends.
 func newHostNetwork(t *testing.T, tasks ...string) *Network {
 	t.Helper()
+	return newHostNetworkWith(t, nil, tasks...)
+}
+
+// newHostNetworkWith is newHostNetwork with the Config changed by mod
+// before New (nil: unchanged).
+func newHostNetworkWith(t *testing.T, mod func(*Config), tasks ...string) *Network {
+	t.Helper()
 	testrig.RequireRoot(t)
 	// Temp dirs first: cleanups run last-in first-out, so the netns mounts
 	// inside RunRoot are gone before the temp dir is removed.
 	stateDir, runRoot := t.TempDir(), t.TempDir()
 	id := randHex(t, 6)
-	n, err := New(Config{
+	cfg := Config{
 		BridgeName: "bt" + id,
 		Subnet:     freeSubnet(t),
 		StateDir:   stateDir,
 		RunRoot:    runRoot,
 		Table:      "berth_t_" + id,
-	})
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	n, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,23 +34,31 @@ func (s hostSocket) holdsPort() bool {
 }
 
 // covers reports whether the socket would lose packets to a mapping of
-// (proto, ap), ap being IPv4 with 0.0.0.0 for every local address: same
-// protocol and port, and the socket on every address (0.0.0.0, or :: which
-// covers IPv4 too unless the socket is v6only, which the table does not
-// show), on ap's address, or on any IPv4 address when ap is 0.0.0.0. A
-// socket on an IPv6 address never sees the IPv4 packets the mapping takes.
-func (s hostSocket) covers(proto Proto, ap netip.AddrPort) bool {
+// (proto, ap): same protocol and port, and addresses that meet. ap's
+// address is IPv4, IPv6, :: for every IPv6 address but ::1, or 0.0.0.0 for
+// every IPv4 address and, when wild6 is set (the task has an IPv6
+// address), every IPv6 address but ::1. A socket on :: takes everything
+// (IPv4 too unless it is v6only, which the table does not show), one on
+// 0.0.0.0 every IPv4 address, an IPv4-mapped one its IPv4 address. A
+// socket on ::1 keeps its packets: mappings never DNAT ::1.
+func (s hostSocket) covers(proto Proto, ap netip.AddrPort, wild6 bool) bool {
 	if s.proto != proto || s.local.Port() != ap.Port() {
 		return false
 	}
-	a := s.local.Addr().Unmap()
+	a, m := s.local.Addr().Unmap(), ap.Addr()
+	takes4 := m.Is4()
+	takes6 := m.Is6() || m == netip.IPv4Unspecified() && wild6
 	switch {
-	case a.IsUnspecified():
+	case a == netip.IPv6Unspecified():
 		return true
-	case !a.Is4():
-		return false
+	case a == netip.IPv4Unspecified():
+		return takes4
+	case a.Is4():
+		return takes4 && (m.IsUnspecified() || m == a)
+	case a == m:
+		return true
 	}
-	return ap.Addr().IsUnspecified() || a == ap.Addr()
+	return takes6 && m.IsUnspecified() && !a.IsLoopback()
 }
 
 // parseProcNet parses a /proc/net/tcp, tcp6, udp or udp6 table: a header

@@ -125,23 +125,39 @@ func TestHostSocketHoldsAndCovers(t *testing.T) {
 		sock  string
 		proto Proto
 		m     string
+		wild6 bool // mappings on every address take IPv6 too
 		want  bool
 	}{
-		{"0.0.0.0:80", TCP, "127.0.0.1:80", true},
-		{"[::]:80", TCP, "127.0.0.1:80", true},
-		{"[::]:80", TCP, "0.0.0.0:80", true},
-		{"127.0.0.1:80", TCP, "0.0.0.0:80", true},
-		{"127.0.0.1:80", TCP, "127.0.0.1:80", true},
-		{"127.0.0.1:80", TCP, "127.0.0.2:80", false},
-		{"127.0.0.1:80", TCP, "127.0.0.1:81", false},
-		{"127.0.0.1:80", UDP, "127.0.0.1:80", false},
-		{"[::1]:80", TCP, "0.0.0.0:80", false},
-		{"[::ffff:127.0.0.1]:80", TCP, "127.0.0.1:80", true},
-		{"[::ffff:0.0.0.0]:80", TCP, "10.1.1.1:80", true},
+		{"0.0.0.0:80", TCP, "127.0.0.1:80", false, true},
+		{"[::]:80", TCP, "127.0.0.1:80", false, true},
+		{"[::]:80", TCP, "0.0.0.0:80", false, true},
+		{"127.0.0.1:80", TCP, "0.0.0.0:80", false, true},
+		{"127.0.0.1:80", TCP, "127.0.0.1:80", false, true},
+		{"127.0.0.1:80", TCP, "127.0.0.2:80", false, false},
+		{"127.0.0.1:80", TCP, "127.0.0.1:81", false, false},
+		{"127.0.0.1:80", UDP, "127.0.0.1:80", false, false},
+		{"[::1]:80", TCP, "0.0.0.0:80", false, false},
+		{"[::ffff:127.0.0.1]:80", TCP, "127.0.0.1:80", false, true},
+		{"[::ffff:0.0.0.0]:80", TCP, "10.1.1.1:80", false, true},
+		// IPv6 mappings, and mappings on every address of a dual-stack task.
+		{"[fd00::2]:80", TCP, "0.0.0.0:80", false, false},
+		{"[fd00::2]:80", TCP, "0.0.0.0:80", true, true},
+		{"[::1]:80", TCP, "0.0.0.0:80", true, false},
+		{"[::1]:80", TCP, "[::]:80", true, false},
+		{"[fd00::2]:80", TCP, "[::]:80", false, true},
+		{"[fd00::2]:80", TCP, "[fd00::2]:80", false, true},
+		{"[fd00::2]:80", TCP, "[fd00::3]:80", false, false},
+		{"[fd00::2]:80", TCP, "127.0.0.1:80", true, false},
+		{"[::]:80", TCP, "[fd00::3]:80", false, true},
+		{"[::]:80", TCP, "[::]:80", false, true},
+		{"0.0.0.0:80", TCP, "[::]:80", true, false},
+		{"0.0.0.0:80", TCP, "[fd00::3]:80", true, false},
+		{"0.0.0.0:80", TCP, "0.0.0.0:80", true, true},
+		{"10.0.0.1:80", TCP, "[::]:80", true, false},
 	} {
 		s := hostSocket{proto: TCP, local: ap(tt.sock), state: tcpListen}
-		if got := s.covers(tt.proto, ap(tt.m)); got != tt.want {
-			t.Errorf("socket %s covers %s %s = %v", tt.sock, tt.proto, tt.m, got)
+		if got := s.covers(tt.proto, ap(tt.m), tt.wild6); got != tt.want {
+			t.Errorf("socket %s covers %s %s (wild6 %v) = %v", tt.sock, tt.proto, tt.m, tt.wild6, got)
 		}
 	}
 }

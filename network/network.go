@@ -1,8 +1,8 @@
 // Package network gives berth tasks their network: a Linux bridge with a
 // gateway address, one named network namespace per task joined to the bridge
-// by a veth pair, persistent IPv4 address leases (IPAM) and published ports
-// through berth's own nf_tables table, on fixed or dynamically picked host
-// ports.
+// by a veth pair, persistent IPv4 address leases (IPAM), IPv6 ones too when
+// the network has an IPv6 subnet (dual stack), and published ports through
+// berth's own nf_tables tables, on fixed or dynamically picked host ports.
 //
 // Everything is done over netlink (vishvananda/netlink for links, addresses
 // and routes; google/nftables for NAT rules): no ip or iptables binaries, no
@@ -31,7 +31,8 @@ import (
 const (
 	// DefaultBridge is the bridge berth creates for bridge-mode tasks.
 	DefaultBridge = "berth0"
-	// DefaultTable is the name of berth's nf_tables table (family ip).
+	// DefaultTable is the name of berth's nf_tables table (family ip, and
+	// family ip6 on a dual-stack network).
 	DefaultTable = "berth"
 	// DefaultRunRoot is where berth keeps runtime state (gone at reboot).
 	DefaultRunRoot = "/run/berth"
@@ -52,14 +53,38 @@ type Config struct {
 	// Subnet is the IPv4 subnet of the bridge. The gateway (the bridge's own
 	// address) is its first host address; tasks get the others.
 	Subnet netip.Prefix
+	// Subnet6, when set, makes the network dual-stack: an IPv6 prefix of
+	// /64 to /120 (a ULA such as fd12:3456:789a:1::/64, or a global one
+	// routed to this host). The bridge gets its first host address as the
+	// IPv6 gateway, every task an address of it besides its IPv4 one, and
+	// berth's nf_tables table is made in family ip6 too, with the same
+	// chains as in family ip: DNAT of published ports, masquerade of
+	// tasks' traffic leaving the host, hairpin masquerade.
+	//
+	// EnsureBridge then sets net.ipv6.conf.all.forwarding=1. A host that
+	// takes its own IPv6 address and default route by SLAAC (router
+	// advertisements) stops accepting them once it forwards, unless its
+	// uplink has accept_ra=2 (sysctl net.ipv6.conf.UPLINK.accept_ra=2), as
+	// Docker documents for its IPv6 networks; berth does not change
+	// accept_ra.
+	//
+	// Published ports are not reachable on [::1]: the kernel cannot DNAT
+	// IPv6 loopback traffic to another host (IPv6 has no route_localnet),
+	// and Docker serves [::1] with a userland proxy, which berth does not
+	// have. Mappings that name ::1 are refused; mappings on every address
+	// leave ::1 to the host's own sockets.
+	//
+	// Unset, the network is IPv4 only: no ip6 table, no IPv6 sysctls.
+	Subnet6 netip.Prefix
 	// StateDir holds the leases (a directory, created if missing); normally
 	// <state root>/network/<bridge>. Required.
 	StateDir string
 	// RunRoot is berth's runtime directory; network namespaces are
 	// bind-mounted at RunRoot/netns/<task-id>.
 	RunRoot string
-	// Table is the nf_tables table (family ip) holding the NAT rules of
-	// this network. Tests use unique names; berth uses DefaultTable.
+	// Table is the nf_tables table (family ip, and family ip6 with the
+	// same name when Subnet6 is set) holding the NAT rules of this
+	// network. Tests use unique names; berth uses DefaultTable.
 	Table string
 	// PortRange is where mappings with HostPort 0 get their host port;
 	// DefaultPortRange if zero.
@@ -72,9 +97,12 @@ type Network struct {
 	bridge  string
 	subnet  netip.Prefix
 	gateway netip.Addr
-	runRoot string
-	table   string
-	st      *store.Store
+	// subnet6 and gateway6 are invalid on an IPv4-only network.
+	subnet6  netip.Prefix
+	gateway6 netip.Addr
+	runRoot  string
+	table    string
+	st       *store.Store
 
 	portRange PortRange
 	now       func() time.Time // the clock of lease and netns ages; tests move it
@@ -90,6 +118,11 @@ type Endpoint struct {
 	Prefix netip.Prefix
 	// Gateway is the bridge's address, the task's default route.
 	Gateway netip.Addr
+	// Addr6, Prefix6 and Gateway6 are the same for IPv6 on a dual-stack
+	// network (Config.Subnet6); invalid otherwise.
+	Addr6    netip.Addr
+	Prefix6  netip.Prefix
+	Gateway6 netip.Addr
 	// HostVeth is the name of the host end of the veth pair.
 	HostVeth string
 }
@@ -105,8 +138,11 @@ const (
 
 // PortMapping publishes a container port on the host.
 type PortMapping struct {
-	// HostIP restricts the mapping to one local IPv4 address (for example
-	// 127.0.0.1); the zero value (or 0.0.0.0) means every local address.
+	// HostIP restricts the mapping to one local address: IPv4 (for
+	// example 127.0.0.1), or IPv6 on a dual-stack network, :: meaning
+	// every local IPv6 address but ::1 (see Config.Subnet6). The zero
+	// value (or 0.0.0.0) means every local address: IPv4, and IPv6 too
+	// when the task has an IPv6 address.
 	HostIP netip.Addr
 	// HostPort is the host port; 0 asks AddPorts for a free one from
 	// Config.PortRange (docker's -p 80, ECS's hostPort 0).
@@ -141,6 +177,15 @@ func New(cfg Config) (*Network, error) {
 	if subnet.Bits() > 30 {
 		return nil, fmt.Errorf("network: subnet %s is too small: need at most /30", cfg.Subnet)
 	}
+	var subnet6 netip.Prefix
+	var gateway6 netip.Addr
+	if cfg.Subnet6.IsValid() {
+		var err error
+		if subnet6, err = checkSubnet6(cfg.Subnet6); err != nil {
+			return nil, err
+		}
+		gateway6 = subnet6.Addr().Next()
+	}
 	if cfg.RunRoot == "" {
 		cfg.RunRoot = DefaultRunRoot
 	}
@@ -165,12 +210,14 @@ func New(cfg Config) (*Network, error) {
 		return nil, fmt.Errorf("network: run root: %w", err)
 	}
 	return &Network{
-		bridge:  cfg.BridgeName,
-		subnet:  subnet,
-		gateway: subnet.Addr().Next(),
-		runRoot: runRoot,
-		table:   cfg.Table,
-		st:      st,
+		bridge:   cfg.BridgeName,
+		subnet:   subnet,
+		gateway:  subnet.Addr().Next(),
+		subnet6:  subnet6,
+		gateway6: gateway6,
+		runRoot:  runRoot,
+		table:    cfg.Table,
+		st:       st,
 
 		portRange: cfg.PortRange,
 		now:       time.Now,
@@ -185,6 +232,36 @@ func (n *Network) Subnet() netip.Prefix { return n.subnet }
 
 // Gateway returns the bridge's address.
 func (n *Network) Gateway() netip.Addr { return n.gateway }
+
+// Subnet6 returns the bridge's IPv6 subnet; invalid on an IPv4-only
+// network.
+func (n *Network) Subnet6() netip.Prefix { return n.subnet6 }
+
+// Gateway6 returns the bridge's IPv6 address; invalid on an IPv4-only
+// network.
+func (n *Network) Gateway6() netip.Addr { return n.gateway6 }
+
+// checkSubnet6 checks Config.Subnet6 and returns it masked: an IPv6 unicast
+// prefix (not IPv4-mapped, link-local, loopback or multicast) of /64 to
+// /120. Longer than /64 breaks SLAAC, which berth does not use; /120 still
+// leaves 254 task addresses.
+func checkSubnet6(p netip.Prefix) (netip.Prefix, error) {
+	m := p.Masked()
+	a := m.Addr()
+	switch {
+	case !a.Is6() || a.Is4In6():
+		return netip.Prefix{}, fmt.Errorf("network: IPv6 subnet %s: not an IPv6 prefix", p)
+	case a.Zone() != "":
+		return netip.Prefix{}, fmt.Errorf("network: IPv6 subnet %s: must not have a zone", p)
+	case m.Bits() < 64 || m.Bits() > 120:
+		return netip.Prefix{}, fmt.Errorf("network: IPv6 subnet %s: the prefix length must be 64 to 120", p)
+	case !a.IsGlobalUnicast():
+		// Link-local, loopback, multicast or unspecified: a ULA (fc00::/7)
+		// or a global unicast prefix is needed.
+		return netip.Prefix{}, fmt.Errorf("network: IPv6 subnet %s: not a unicast prefix (use a ULA, fd00::/8, or a global prefix)", p)
+	}
+	return m, nil
+}
 
 // NetNSPath returns where the task's network namespace is (or would be)
 // bind-mounted.

@@ -28,11 +28,35 @@ import (
 //	  }
 //	}
 //
+// and on a dual-stack network (Config.Subnet6) the table of the same name
+// in family ip6, with the same chains:
+//
+//	table ip6 berth {
+//	  chain prerouting  { type nat hook prerouting  priority dstnat; }
+//	  chain output      { type nat hook output      priority dstnat; }
+//	  chain postrouting { type nat hook postrouting priority srcnat;
+//	    ip6 saddr SUBNET6 oifname != BRIDGE masquerade
+//	    oifname BRIDGE ip6 saddr SUBNET6 ct status dnat masquerade
+//	  }
+//	}
+//
+// IPv6 has no route_localnet: the kernel never sends a packet from ::1 out
+// of another interface, so [::1]:PORT cannot be DNAT'd to a task (Docker
+// serves it with its userland proxy; berth has none). The ip6 table has no
+// loopback rule, mappings naming ::1 are refused, and the ip6 rules of a
+// mapping on every address match `ip6 daddr != ::1`, leaving ::1 to the
+// host's own sockets.
+//
+// A mapping with an IPv4 host address has DNAT rules in family ip, one
+// with an IPv6 host address in family ip6 (to the task's IPv6 address),
+// and one on every address in both when the task has an IPv6 address.
+//
 // Every rule carries an nft comment (rule userdata, shown by `nft list`):
 // "berth bridge=NAME" on a bridge's postrouting rules, "berth task=ID
-// PROTO HOSTIP:PORT -> ADDR:PORT" on a task's DNAT rules, so that each bridge
-// or task finds and removes exactly its own rules, even in a shared table.
-// Every change is one nf_tables transaction (one Flush).
+// PROTO HOSTIP:PORT -> ADDR:PORT" on a task's DNAT rules (ADDR the task's
+// IPv4 or, in brackets, IPv6 address), so that each bridge or task finds
+// and removes exactly its own rules, even in a shared table. Every change
+// is one nf_tables transaction (one Flush), across both families.
 
 const (
 	chainPrerouting  = "prerouting"
@@ -46,6 +70,36 @@ func (n *Network) nftTable() *nftables.Table {
 	return &nftables.Table{Name: n.table, Family: nftables.TableFamilyIPv4}
 }
 
+func (n *Network) nftTable6() *nftables.Table {
+	return &nftables.Table{Name: n.table, Family: nftables.TableFamilyIPv6}
+}
+
+// natTable is the network's table of one family, with its chains.
+type natTable struct {
+	t              *nftables.Table
+	pre, out, post *nftables.Chain
+}
+
+func (n *Network) natTable(family nftables.TableFamily) natTable {
+	t := &nftables.Table{Name: n.table, Family: family}
+	pre, out, post := n.nftChains(t)
+	return natTable{t, pre, out, post}
+}
+
+// families are the families of the network's tables: ip, and ip6 on a
+// dual-stack network.
+func (n *Network) families() []nftables.TableFamily {
+	if n.subnet6.IsValid() {
+		return []nftables.TableFamily{nftables.TableFamilyIPv4, nftables.TableFamilyIPv6}
+	}
+	return []nftables.TableFamily{nftables.TableFamilyIPv4}
+}
+
+// allFamilies are the families a table of the network may exist in:
+// reading and removing look at ip6 also on an IPv4-only network, so that
+// what a dual-stack configuration made does not outlive it.
+var allFamilies = []nftables.TableFamily{nftables.TableFamilyIPv4, nftables.TableFamilyIPv6}
+
 func (n *Network) nftChains(t *nftables.Table) (pre, out, post *nftables.Chain) {
 	mk := func(name string, hook *nftables.ChainHook, prio *nftables.ChainPriority) *nftables.Chain {
 		return &nftables.Chain{Name: name, Table: t, Type: nftables.ChainTypeNAT, Hooknum: hook, Priority: prio}
@@ -55,15 +109,15 @@ func (n *Network) nftChains(t *nftables.Table) (pre, out, post *nftables.Chain) 
 		mk(chainPostrouting, nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource)
 }
 
-// addTableAndChains queues the creation of the table and its chains; both
-// are no-ops if they exist.
-func (n *Network) addTableAndChains(c *nftables.Conn) (t *nftables.Table, pre, out, post *nftables.Chain) {
-	t = c.AddTable(n.nftTable())
-	pre, out, post = n.nftChains(t)
-	c.AddChain(pre)
-	c.AddChain(out)
-	c.AddChain(post)
-	return t, pre, out, post
+// addNATTable queues the creation of the family's table and its chains;
+// both are no-ops if they exist.
+func (n *Network) addNATTable(c *nftables.Conn, family nftables.TableFamily) natTable {
+	nt := n.natTable(family)
+	c.AddTable(nt.t)
+	c.AddChain(nt.pre)
+	c.AddChain(nt.out)
+	c.AddChain(nt.post)
+	return nt
 }
 
 func comment(s string) []byte { return userdata.AppendString(nil, userdata.TypeComment, s) }
@@ -93,38 +147,38 @@ func (n *Network) withPortLock(fn func() error) (err error) {
 	return fn()
 }
 
-// ensureTable creates the table and chains and (re)installs this bridge's
-// masquerade rules, in one transaction.
+// ensureTable creates the tables (ip, and ip6 on a dual-stack network) and
+// their chains and (re)installs this bridge's masquerade rules, in one
+// transaction.
 func (n *Network) ensureTable() error {
 	return n.withPortLock(func() error {
 		c, err := nftables.New()
 		if err != nil {
 			return fmt.Errorf("network: nftables: %w", err)
 		}
-		t, _, _, post := n.addTableAndChains(c)
+		var tables []natTable
+		for _, f := range n.families() {
+			tables = append(tables, n.addNATTable(c, f))
+		}
 		if err := c.Flush(); err != nil {
 			return fmt.Errorf("network: create nf_tables table %s: %w", n.table, err)
 		}
-		old, err := c.GetRules(t, post)
-		if err != nil {
-			return fmt.Errorf("network: list nf_tables chain %s: %w", chainPostrouting, err)
-		}
-		for _, r := range old {
-			if n.isBridgeRule(ruleComment(r)) {
-				if err := c.DelRule(r); err != nil {
-					return fmt.Errorf("network: nftables: %w", err)
+		tag := comment(n.bridgeTag())
+		for _, nt := range tables {
+			old, err := c.GetRules(nt.t, nt.post)
+			if err != nil {
+				return fmt.Errorf("network: list nf_tables chain %s %s: %w", fwFamilies[nt.t.Family], chainPostrouting, err)
+			}
+			for _, r := range old {
+				if n.isBridgeRule(ruleComment(r)) {
+					if err := c.DelRule(r); err != nil {
+						return fmt.Errorf("network: nftables: %w", err)
+					}
 				}
 			}
-		}
-		tag := comment(n.bridgeTag())
-		loopback := netip.MustParsePrefix("127.0.0.0/8")
-		rules := [][]expr.Any{
-			concat(matchSaddr(n.subnet), matchOifname(n.bridge, false), masq()),
-			concat(matchOifname(n.bridge, true), matchSaddr(loopback), matchCtDNAT(), masq()),
-			concat(matchOifname(n.bridge, true), matchSaddr(n.subnet), matchCtDNAT(), masq()),
-		}
-		for _, e := range rules {
-			c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: e, UserData: tag})
+			for _, e := range n.masqRules(nt.t.Family) {
+				c.AddRule(&nftables.Rule{Table: nt.t, Chain: nt.post, Exprs: e, UserData: tag})
+			}
 		}
 		if err := c.Flush(); err != nil {
 			return fmt.Errorf("network: nf_tables masquerade rules for %s: %w", n.bridge, err)
@@ -133,16 +187,41 @@ func (n *Network) ensureTable() error {
 	})
 }
 
-// deleteTable deletes the network's table if it exists.
+// masqRules are the bridge's postrouting rules in the family's table (see
+// the comment at the top).
+func (n *Network) masqRules(family nftables.TableFamily) [][]expr.Any {
+	if family == nftables.TableFamilyIPv6 {
+		return [][]expr.Any{
+			concat(matchSaddr(n.subnet6), matchOifname(n.bridge, false), masq()),
+			concat(matchOifname(n.bridge, true), matchSaddr(n.subnet6), matchCtDNAT(), masq()),
+		}
+	}
+	loopback := netip.MustParsePrefix("127.0.0.0/8")
+	return [][]expr.Any{
+		concat(matchSaddr(n.subnet), matchOifname(n.bridge, false), masq()),
+		concat(matchOifname(n.bridge, true), matchSaddr(loopback), matchCtDNAT(), masq()),
+		concat(matchOifname(n.bridge, true), matchSaddr(n.subnet), matchCtDNAT(), masq()),
+	}
+}
+
+// deleteTable deletes the network's tables, ip and ip6, those that exist,
+// in one transaction.
 func (n *Network) deleteTable() error {
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("network: nftables: %w", err)
 	}
-	if _, err := c.ListTableOfFamily(n.table, nftables.TableFamilyIPv4); err != nil {
-		return nil // gone (the library reports absence only as an error)
+	found := false
+	for _, f := range allFamilies {
+		if _, err := c.ListTableOfFamily(n.table, f); err != nil {
+			continue // gone (the library reports absence only as an error)
+		}
+		c.DelTable(&nftables.Table{Name: n.table, Family: f})
+		found = true
 	}
-	c.DelTable(n.nftTable())
+	if !found {
+		return nil
+	}
 	if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("network: delete nf_tables table %s: %w", n.table, err)
 	}
@@ -179,40 +258,91 @@ func parseRuleTag(c string) (taskID string, proto Proto, host, target netip.Addr
 	return taskID, proto, host, target, err == nil
 }
 
-// addPortRules queues a task's DNAT rules for resolved mappings, one in
-// prerouting and one in output per mapping.
-func addPortRules(c *nftables.Conn, t *nftables.Table, pre, out *nftables.Chain, taskID string, addr netip.Addr, ports []PortMapping) {
+// portRule is the DNAT rule of one mapping in one family, as it goes in
+// both prerouting and output.
+type portRule struct {
+	family nftables.TableFamily
+	exprs  []expr.Any
+	tag    string
+}
+
+// key is the rule's family and comment, which identify it among a task's
+// rules.
+func (r portRule) key() string { return fwFamilies[r.family] + " " + r.tag }
+
+// ruleKey is portRule.key of a rule read from the kernel.
+func ruleKey(r *nftables.Rule) string { return fwFamilies[r.Table.Family] + " " + ruleComment(r) }
+
+// taskPortRules returns a task's DNAT rules for resolved mappings (see the
+// comment at the top): to addr in family ip, to addr6 in family ip6. With
+// addr6 invalid (an IPv4-only network or an older lease) there are no ip6
+// rules, and a mapping with an IPv6 host address has none at all, which
+// AddPorts refuses to make.
+func taskPortRules(taskID string, addr, addr6 netip.Addr, ports []PortMapping) []portRule {
+	var rules []portRule
+	add := func(family nftables.TableFamily, match []expr.Any, p PortMapping, to netip.Addr) {
+		rules = append(rules, portRule{
+			family: family,
+			exprs:  concat(match, matchL4(l4proto(p.Proto), p.HostPort), dnat(to, p.ContainerPort)),
+			tag:    ruleTag(taskID, p, to),
+		})
+	}
+	// Every local IPv6 address but ::1, which cannot be DNAT'd.
+	local6 := concat(matchLocalDaddr(), matchDaddrNot(netip.IPv6Loopback()))
 	for _, p := range ports {
-		var match []expr.Any
-		if p.HostIP.IsValid() {
-			match = matchDaddr(p.HostIP)
-		} else {
-			match = matchLocalDaddr()
+		switch h := p.HostIP; {
+		case h.Is4():
+			add(nftables.TableFamilyIPv4, matchDaddr(h), p, addr)
+		case h.Is6() && !addr6.IsValid():
+		case h == netip.IPv6Unspecified():
+			add(nftables.TableFamilyIPv6, local6, p, addr6)
+		case h.Is6():
+			add(nftables.TableFamilyIPv6, matchDaddr(h), p, addr6)
+		default: // every address
+			add(nftables.TableFamilyIPv4, matchLocalDaddr(), p, addr)
+			if addr6.IsValid() {
+				add(nftables.TableFamilyIPv6, local6, p, addr6)
+			}
 		}
-		e := concat(match, matchL4(l4proto(p.Proto), p.HostPort), dnat(addr, p.ContainerPort))
-		tag := comment(ruleTag(taskID, p, addr))
-		c.AddRule(&nftables.Rule{Table: t, Chain: pre, Exprs: e, UserData: tag})
-		c.AddRule(&nftables.Rule{Table: t, Chain: out, Exprs: e, UserData: tag})
+	}
+	return rules
+}
+
+// addPortRules queues DNAT rules, each in prerouting and in output of its
+// family's table, and the creation of the tables and chains they need
+// (no-ops if they exist).
+func (n *Network) addPortRules(c *nftables.Conn, rules []portRule) {
+	tables := map[nftables.TableFamily]natTable{}
+	for _, r := range rules {
+		nt, ok := tables[r.family]
+		if !ok {
+			nt = n.addNATTable(c, r.family)
+			tables[r.family] = nt
+		}
+		tag := comment(r.tag)
+		c.AddRule(&nftables.Rule{Table: nt.t, Chain: nt.pre, Exprs: r.exprs, UserData: tag})
+		c.AddRule(&nftables.Rule{Table: nt.t, Chain: nt.out, Exprs: r.exprs, UserData: tag})
 	}
 }
 
-// dnatRules returns the rules of the prerouting and output chains, none if
-// the table or a chain is missing.
+// dnatRules returns the rules of the prerouting and output chains of the
+// network's tables (ip and ip6), none for a missing table or chain.
 func (n *Network) dnatRules(c *nftables.Conn) (pre, out []*nftables.Rule, err error) {
-	if _, err := c.ListTableOfFamily(n.table, nftables.TableFamilyIPv4); err != nil {
-		return nil, nil, nil // gone (the library reports absence only as an error)
-	}
-	t := n.nftTable()
-	preCh, outCh, _ := n.nftChains(t)
-	for _, x := range []struct {
-		ch    *nftables.Chain
-		rules *[]*nftables.Rule
-	}{{preCh, &pre}, {outCh, &out}} {
-		rules, err := c.GetRules(t, x.ch)
-		if err != nil && !errors.Is(err, unix.ENOENT) {
-			return nil, nil, fmt.Errorf("network: list nf_tables chain %s: %w", x.ch.Name, err)
+	for _, f := range allFamilies {
+		if _, err := c.ListTableOfFamily(n.table, f); err != nil {
+			continue // gone (the library reports absence only as an error)
 		}
-		*x.rules = rules
+		nt := n.natTable(f)
+		for _, x := range []struct {
+			ch    *nftables.Chain
+			rules *[]*nftables.Rule
+		}{{nt.pre, &pre}, {nt.out, &out}} {
+			rules, err := c.GetRules(nt.t, x.ch)
+			if err != nil && !errors.Is(err, unix.ENOENT) {
+				return nil, nil, fmt.Errorf("network: list nf_tables chain %s %s: %w", fwFamilies[f], x.ch.Name, err)
+			}
+			*x.rules = append(*x.rules, rules...)
+		}
 	}
 	return pre, out, nil
 }
@@ -262,10 +392,18 @@ type portCursor struct {
 // (output), and from tasks on the bridge (hairpin). The task needs a lease
 // (Allocate or SetupTask).
 //
+// On a dual-stack network, a mapping with an IPv6 HostIP goes to the
+// task's IPv6 address, and a mapping on every address (no HostIP) to its
+// IPv6 address too, for IPv6 traffic, except to ::1 (see Config.Subnet6);
+// a mapping with an IPv4 HostIP stays IPv4 only. A mapping on ::1 is
+// refused, as is one with an IPv6 HostIP on an IPv4-only network or for a
+// task without an IPv6 address.
+//
 // A mapping with HostPort 0 gets a free port from Config.PortRange; one
 // with HostPortEnd set gets the first free port of HostPort..HostPortEnd.
 // A port is free when no task publishes an overlapping host side (same
-// protocol and port, and the same address or either on every address) and
+// protocol and port, and the same address or either on every address, ::
+// being every IPv6 address) and
 // no host socket holds it (a TCP listener or a bound UDP socket on an
 // overlapping address, in this process's network namespace). No free port
 // left is an error wrapping ErrPortsExhausted. A fixed host port that is
@@ -291,6 +429,16 @@ func (n *Network) AddPorts(taskID string, ports []PortMapping) ([]PortMapping, e
 	if err := n.st.Get(leaseKey(taskID), &l); err != nil {
 		return nil, fmt.Errorf("network: task %s has no address: %w", taskID, err)
 	}
+	addr6 := n.addr6(l)
+	for _, p := range req {
+		switch {
+		case !p.HostIP.Is6():
+		case !n.subnet6.IsValid():
+			return nil, fmt.Errorf("network: port mapping %s: an IPv6 host address needs a network with an IPv6 subnet (%s has none)", p, n.bridge)
+		case !addr6.IsValid():
+			return nil, fmt.Errorf("network: port mapping %s: task %s has no IPv6 address", p, taskID)
+		}
+	}
 	if len(req) == 0 {
 		return nil, nil
 	}
@@ -313,6 +461,7 @@ func (n *Network) AddPorts(taskID string, ports []PortMapping) ([]PortMapping, e
 			cur = portCursor{} // missing or damaged: only the next-fit order suffers
 		}
 		a := newPortAlloc(held, socks, n.portRange, cur.Last, socketOwner)
+		a.wild6 = addr6.IsValid()
 		if resolved, err = a.resolve(taskID, req); err != nil {
 			return err
 		}
@@ -322,8 +471,7 @@ func (n *Network) AddPorts(taskID string, ports []PortMapping) ([]PortMapping, e
 		if err != nil {
 			return err
 		}
-		t, pre, out, _ := n.addTableAndChains(c)
-		addPortRules(c, t, pre, out, taskID, l.Addr, resolved)
+		n.addPortRules(c, taskPortRules(taskID, l.Addr, n.addr6(l), resolved))
 		if err := c.Flush(); err != nil {
 			err = fmt.Errorf("network: publish ports of task %s: %w", taskID, err)
 			return errors.Join(err, n.restorePorts(taskID, old))
@@ -386,7 +534,7 @@ func (n *Network) deletePortRules(taskID string) error {
 }
 
 // portRules returns the comments of the task's DNAT rules, prefixed by
-// their chain, for tests.
+// their chain ("ip6 " before it for family ip6), for tests.
 func (n *Network) portRules(taskID string) ([]string, error) {
 	c, err := nftables.New()
 	if err != nil {
@@ -403,7 +551,11 @@ func (n *Network) portRules(taskID string) ([]string, error) {
 	}{{chainPrerouting, pre}, {chainOutput, out}} {
 		for _, r := range x.rules {
 			if s := ruleComment(r); isTaskRule(s, taskID) {
-				got = append(got, x.name+": "+s)
+				prefix := ""
+				if r.Table.Family == nftables.TableFamilyIPv6 {
+					prefix = "ip6 "
+				}
+				got = append(got, prefix+x.name+": "+s)
 			}
 		}
 	}
@@ -420,26 +572,57 @@ func concat(parts ...[]expr.Any) []expr.Any {
 	return all
 }
 
-func ipv4Payload(offset uint32) *expr.Payload {
-	return &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4}
-}
+// Offsets of the addresses in the IPv4 and IPv6 headers.
+const (
+	ipv4Saddr = 12
+	ipv4Daddr = 16
+	ipv6Saddr = 8
+	ipv6Daddr = 24
+)
 
+// matchPrefix matches the address at offset of the network header (IPv4
+// or IPv6, as p is) against p.
 func matchPrefix(offset uint32, p netip.Prefix) []expr.Any {
-	a := p.Masked().Addr().As4()
-	if p.Bits() == 32 {
-		return []expr.Any{ipv4Payload(offset), &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a[:]}}
+	a := p.Masked().Addr().AsSlice()
+	size := uint32(len(a))
+	load := &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: size}
+	if p.Bits() == len(a)*8 {
+		return []expr.Any{load, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a}}
 	}
-	mask := binary.BigEndian.AppendUint32(nil, ^uint32(0)<<(32-p.Bits()))
+	mask := make([]byte, size)
+	for i := range p.Bits() {
+		mask[i/8] |= 0x80 >> (i % 8)
+	}
 	return []expr.Any{
-		ipv4Payload(offset),
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: make([]byte, 4)},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a[:]},
+		load,
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: size, Mask: mask, Xor: make([]byte, size)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a},
 	}
 }
 
-func matchSaddr(p netip.Prefix) []expr.Any { return matchPrefix(12, p) }
+// matchSaddr is `ip saddr P` or `ip6 saddr P`.
+func matchSaddr(p netip.Prefix) []expr.Any {
+	if p.Addr().Is4() {
+		return matchPrefix(ipv4Saddr, p)
+	}
+	return matchPrefix(ipv6Saddr, p)
+}
 
-func matchDaddr(a netip.Addr) []expr.Any { return matchPrefix(16, netip.PrefixFrom(a, 32)) }
+// matchDaddr is `ip daddr A` or `ip6 daddr A`.
+func matchDaddr(a netip.Addr) []expr.Any {
+	if a.Is4() {
+		return matchPrefix(ipv4Daddr, netip.PrefixFrom(a, 32))
+	}
+	return matchPrefix(ipv6Daddr, netip.PrefixFrom(a, 128))
+}
+
+// matchDaddrNot is `ip6 daddr != A` for an IPv6 address.
+func matchDaddrNot(a netip.Addr) []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: ipv6Daddr, Len: 16},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: a.AsSlice()},
+	}
+}
 
 // matchLocalDaddr is `fib daddr type local`.
 func matchLocalDaddr() []expr.Any {
@@ -482,12 +665,16 @@ func matchL4(proto byte, port uint16) []expr.Any {
 	}
 }
 
+// dnat is `dnat to A:PORT` (IPv4) or `dnat to [A]:PORT` (IPv6).
 func dnat(a netip.Addr, port uint16) []expr.Any {
-	ip := a.As4()
+	family := uint32(unix.NFPROTO_IPV4)
+	if a.Is6() {
+		family = unix.NFPROTO_IPV6
+	}
 	return []expr.Any{
-		&expr.Immediate{Register: 1, Data: ip[:]},
+		&expr.Immediate{Register: 1, Data: a.AsSlice()},
 		&expr.Immediate{Register: 2, Data: binary.BigEndian.AppendUint16(nil, port)},
-		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: family, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
 	}
 }
 

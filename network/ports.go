@@ -72,7 +72,8 @@ func (e *ConflictError) Error() string {
 }
 
 // normalized returns p with the defaults spelled out: Proto TCP for "",
-// an IPv4-mapped HostIP unmapped, and 0.0.0.0 as the zero address.
+// an IPv4-mapped HostIP unmapped, and 0.0.0.0 as the zero address (every
+// address of both families; :: stays, meaning every IPv6 address).
 func (p PortMapping) normalized() PortMapping {
 	if p.Proto == "" {
 		p.Proto = TCP
@@ -97,8 +98,13 @@ func (p PortMapping) check() error {
 	if p.HostPortEnd != 0 && (p.HostPort == 0 || p.HostPort > p.HostPortEnd) {
 		return fmt.Errorf("network: port mapping %s: host port range must be FIRST-LAST with 1 <= FIRST <= LAST", p)
 	}
-	if p.HostIP.IsValid() && !p.HostIP.Is4() {
-		return fmt.Errorf("network: port mapping %s: only IPv4 host addresses are supported", p)
+	switch h := p.HostIP; {
+	case h.Zone() != "":
+		return fmt.Errorf("network: port mapping %s: a host address must not have a zone", p)
+	case h.Is6() && h.IsLoopback():
+		return fmt.Errorf("network: port mapping %s: published ports cannot be reached on [::1]: "+
+			"the kernel cannot DNAT IPv6 loopback traffic (IPv6 has no route_localnet) and berth has no userland proxy; "+
+			"publish on 127.0.0.1 or on another address", p)
 	}
 	return nil
 }
@@ -166,12 +172,23 @@ func parseHostSide(s string) (proto Proto, ap netip.AddrPort, ok bool) {
 }
 
 // overlaps reports whether two host sides can receive the same packets:
-// same protocol and port, and the same address or either on every address.
+// same protocol and port, and the same address, or either on every address
+// (0.0.0.0: of both families), or one on every IPv6 address (::) and the
+// other IPv6.
 func overlaps(protoA Proto, a netip.AddrPort, protoB Proto, b netip.AddrPort) bool {
 	if protoA != protoB || a.Port() != b.Port() {
 		return false
 	}
-	return a.Addr() == b.Addr() || a.Addr().IsUnspecified() || b.Addr().IsUnspecified()
+	x, y := a.Addr(), b.Addr()
+	switch {
+	case x == y || x == netip.IPv4Unspecified() || y == netip.IPv4Unspecified():
+		return true
+	case x == netip.IPv6Unspecified():
+		return y.Is6()
+	case y == netip.IPv6Unspecified():
+		return x.Is6()
+	}
+	return false
 }
 
 // portRecord is a resolved mapping as a lease records it.
@@ -295,6 +312,10 @@ type portAlloc struct {
 	cursor uint16
 	// owner finds the process holding a socket, by inode.
 	owner func(inode uint64) (pid int, comm string)
+	// wild6 says that mappings on every address take IPv6 traffic too
+	// (the task has an IPv6 address), so that host sockets on IPv6
+	// addresses hold their ports.
+	wild6 bool
 }
 
 func newPortAlloc(held []heldPort, socks []hostSocket, dynamic PortRange, cursor uint16, owner func(uint64) (int, string)) *portAlloc {
@@ -329,7 +350,7 @@ func (a *portAlloc) heldBy(proto Proto, ap netip.AddrPort) *heldPort {
 // sockAt returns a host socket that would lose packets to (proto, ap).
 func (a *portAlloc) sockAt(proto Proto, ap netip.AddrPort) *hostSocket {
 	for i, s := range a.socks[protoPort{proto, ap.Port()}] {
-		if s.covers(proto, ap) {
+		if s.covers(proto, ap, a.wild6) {
 			return &a.socks[protoPort{proto, ap.Port()}][i]
 		}
 	}

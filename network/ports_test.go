@@ -43,8 +43,11 @@ func TestPortMappingCheck(t *testing.T) {
 		{PortMapping{HostPort: 80, ContainerPort: 80, Proto: "sctp"}, false, ""},
 		{PortMapping{HostPort: 8010, HostPortEnd: 8000, ContainerPort: 80}, false, ""},
 		{PortMapping{HostPortEnd: 8000, ContainerPort: 80}, false, ""},
+		{PortMapping{HostIP: netip.IPv6Unspecified(), HostPort: 1, ContainerPort: 2}, true, "tcp [::]:1->2"},
+		{PortMapping{HostIP: netip.MustParseAddr("fd00::5"), HostPort: 1, ContainerPort: 2, Proto: UDP}, true, "udp [fd00::5]:1->2"},
+		// ::1 cannot be DNAT'd; a zone cannot be matched.
 		{PortMapping{HostIP: netip.MustParseAddr("::1"), HostPort: 1, ContainerPort: 2}, false, ""},
-		{PortMapping{HostIP: netip.IPv6Unspecified(), HostPort: 1, ContainerPort: 2}, false, ""},
+		{PortMapping{HostIP: netip.MustParseAddr("fe80::1%eth0"), HostPort: 1, ContainerPort: 2}, false, ""},
 	} {
 		p := tt.p.normalized()
 		err := p.check()

@@ -19,20 +19,21 @@ import (
 
 // Reconcile makes the host match the leases, for `berth system cleanup`
 // and for the first use after a reboot or a firewall reload. It ensures
-// the bridge and the table (EnsureBridge), then, for every lease:
+// the bridge and the tables (EnsureBridge), then, for every lease:
 //
-//   - a live task whose DNAT rules differ from those its lease records
-//     (some missing, stale or extra) has them rebuilt: deleted and re-added
-//     in one transaction, so running it again changes nothing. A live task
-//     whose lease records no ports (a lease from before berth recorded
-//     them) is left as it is;
+//   - a live task whose DNAT rules, ip and ip6 alike, differ from those its
+//     lease records (some missing, stale or extra, or an ip6 rule of a
+//     network that is no longer dual-stack) has them rebuilt: deleted and
+//     re-added in one transaction, so running it again changes nothing. A
+//     live task whose lease records no ports (a lease from before berth
+//     recorded them) is left as it is;
 //   - a task that is not live and whose lease is older than a minute is
 //     torn down (TeardownTask); a younger one may be a `berth run` in
 //     progress and is left alone.
 //
 // It also removes what no lease owns: DNAT rules tagged with a task that
-// has no lease and aimed at this network's subnet (other networks may
-// share the table), host veths ("vb…") on this bridge, and network
+// has no lease and aimed at this network's subnet or IPv6 subnet (other
+// networks may share the table), host veths ("vb…") on this bridge, and network
 // namespace files in RunRoot/netns older than a minute. RunRoot's netns
 // directory is taken to belong to this network alone, as it does in berth,
 // which has one bridge network per RunRoot.
@@ -74,15 +75,6 @@ func (n *Network) Reconcile(live func(taskID string) bool) (*ReconcileReport, er
 	return rep, errors.Join(errs...)
 }
 
-// leaseRecords reads every lease under the IPAM lock.
-func (n *Network) leaseRecords() (leases map[string]lease, err error) {
-	err = n.withIPAMLock(func() error {
-		leases, err = n.readLeaseRecords()
-		return err
-	})
-	return leases, err
-}
-
 // reconcileRules removes orphan DNAT rules and rebuilds those of live
 // tasks; the caller holds the port lock, under which every task's rules
 // are added after its lease exists.
@@ -99,7 +91,7 @@ func (n *Network) reconcileRules(alive map[string]bool, rep *ReconcileReport) er
 	if err != nil {
 		return err
 	}
-	type taskRules struct{ pre, out []*nftables.Rule }
+	type taskRules struct{ pre, out []*nftables.Rule } // of both families
 	byTask := map[string]*taskRules{}
 	var orphans []*nftables.Rule
 	for _, x := range []struct {
@@ -112,7 +104,7 @@ func (n *Network) reconcileRules(alive map[string]bool, rep *ReconcileReport) er
 				continue
 			}
 			if _, leased := leases[id]; !leased {
-				if n.subnet.Contains(target.Addr()) {
+				if n.subnet.Contains(target.Addr()) || n.subnet6.Contains(target.Addr()) {
 					orphans = append(orphans, r)
 				}
 				continue
@@ -142,23 +134,21 @@ func (n *Network) reconcileRules(alive map[string]bool, rep *ReconcileReport) er
 			rep.OrphanRules = len(orphans)
 		}
 	}
-	t := n.nftTable()
-	preCh, outCh, _ := n.nftChains(t)
 	for _, id := range slices.Sorted(maps.Keys(alive)) {
 		l, ok := leases[id]
 		if !ok || len(l.Ports) == 0 {
 			continue
 		}
-		ports := fromRecords(l.Ports)
+		rules := taskPortRules(id, l.Addr, n.addr6(l), fromRecords(l.Ports))
 		var want []string
-		for _, p := range ports {
-			want = append(want, ruleTag(id, p, l.Addr))
+		for _, r := range rules {
+			want = append(want, r.key())
 		}
 		tr := byTask[id]
 		if tr == nil {
 			tr = &taskRules{}
 		}
-		if sameComments(tr.pre, want) && sameComments(tr.out, want) {
+		if sameKeys(tr.pre, want) && sameKeys(tr.out, want) {
 			continue
 		}
 		for _, r := range append(tr.pre, tr.out...) {
@@ -166,7 +156,7 @@ func (n *Network) reconcileRules(alive map[string]bool, rep *ReconcileReport) er
 				return fmt.Errorf("network: nftables: %w", err)
 			}
 		}
-		addPortRules(c, t, preCh, outCh, id, l.Addr, ports)
+		n.addPortRules(c, rules)
 		if err := c.Flush(); err != nil {
 			errs = append(errs, fmt.Errorf("network: rebuild port rules of task %s: %w", id, err))
 			continue
@@ -176,14 +166,15 @@ func (n *Network) reconcileRules(alive map[string]bool, rep *ReconcileReport) er
 	return errors.Join(errs...)
 }
 
-// sameComments reports whether the rules' comments are want, in any order.
-func sameComments(rules []*nftables.Rule, want []string) bool {
+// sameKeys reports whether the rules' keys (family and comment) are want,
+// in any order.
+func sameKeys(rules []*nftables.Rule, want []string) bool {
 	if len(rules) != len(want) {
 		return false
 	}
 	have := make([]string, len(rules))
 	for i, r := range rules {
-		have[i] = ruleComment(r)
+		have[i] = ruleKey(r)
 	}
 	sort.Strings(have)
 	w := slices.Clone(want)

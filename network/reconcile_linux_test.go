@@ -160,11 +160,10 @@ func TestReconcileRemoves(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tbl, pre, out, _ := n.addTableAndChains(c)
-	addPortRules(c, tbl, pre, out, "ghost", n.gateway.Next().Next().Next(),
-		[]PortMapping{{HostIP: loopback, HostPort: base + 2, ContainerPort: 80, Proto: TCP}})
-	addPortRules(c, tbl, pre, out, "elsewhere", netip.MustParseAddr("192.0.2.10"),
-		[]PortMapping{{HostIP: netip.MustParseAddr("127.0.0.9"), HostPort: base + 2, ContainerPort: 80, Proto: TCP}})
+	n.addPortRules(c, taskPortRules("ghost", n.gateway.Next().Next().Next(), netip.Addr{},
+		[]PortMapping{{HostIP: loopback, HostPort: base + 2, ContainerPort: 80, Proto: TCP}}))
+	n.addPortRules(c, taskPortRules("elsewhere", netip.MustParseAddr("192.0.2.10"), netip.Addr{},
+		[]PortMapping{{HostIP: netip.MustParseAddr("127.0.0.9"), HostPort: base + 2, ContainerPort: 80, Proto: TCP}}))
 	if err := c.Flush(); err != nil {
 		t.Fatal(err)
 	}

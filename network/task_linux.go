@@ -32,10 +32,14 @@ func (n *Network) hostVethName(taskID string) string {
 // SetupTask gives a task its network: a new network namespace bind-mounted
 // at NetNSPath(taskID), a veth pair whose host end joins the bridge and whose
 // other end is eth0 in the namespace with the task's leased address, a
-// default route via the gateway, and lo up. The bridge must exist
-// (EnsureBridge). Leftovers of an earlier setup for the same task (a crash
-// half-way) are removed first. On failure, what was made is removed again but
-// the lease is kept, so a retry gets the same address.
+// default route via the gateway, and lo up. On a dual-stack network eth0
+// also has the task's IPv6 address, usable at once (no duplicate address
+// detection), and an IPv6 default route via the IPv6 gateway; the
+// namespace's interfaces have IPv6 enabled and ignore router
+// advertisements, which another task on the bridge could send. The bridge
+// must exist (EnsureBridge). Leftovers of an earlier setup for the same task
+// (a crash half-way) are removed first. On failure, what was made is removed
+// again but the lease is kept, so a retry gets the same addresses.
 func (n *Network) SetupTask(taskID string) (_ *Endpoint, err error) {
 	if err := checkTaskID(taskID); err != nil {
 		return nil, err
@@ -44,10 +48,11 @@ func (n *Network) SetupTask(taskID string) (_ *Endpoint, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("network: bridge %s (EnsureBridge first?): %w", n.bridge, err)
 	}
-	addr, err := n.Allocate(taskID)
+	l, err := n.allocate(taskID)
 	if err != nil {
 		return nil, err
 	}
+	addr, addr6 := l.Addr, n.addr6(l)
 	if err := n.teardownPlumbing(taskID); err != nil {
 		return nil, fmt.Errorf("network: clear leftovers of task %s: %w", taskID, err)
 	}
@@ -58,7 +63,18 @@ func (n *Network) SetupTask(taskID string) (_ *Endpoint, err error) {
 	}()
 
 	nsPath := n.NetNSPath(taskID)
-	if err := createNetNS(nsPath); err != nil {
+	var sysctls []sysctl
+	if addr6.IsValid() {
+		// Defaults, before eth0 arrives: it takes them when made.
+		sysctls = []sysctl{
+			{"net/ipv6/conf/all/disable_ipv6", "0"},
+			{"net/ipv6/conf/default/disable_ipv6", "0"},
+			{"net/ipv6/conf/default/accept_dad", "0"},
+			{"net/ipv6/conf/default/accept_ra", "0"},
+			{"net/ipv6/conf/lo/disable_ipv6", "0"},
+		}
+	}
+	if err := createNetNS(nsPath, sysctls...); err != nil {
 		return nil, err
 	}
 	nsh, err := netns.GetFromPath(nsPath)
@@ -111,6 +127,15 @@ func (n *Network) SetupTask(taskID string) (_ *Endpoint, err error) {
 	if err := h.AddrAdd(eth0, &netlink.Addr{IPNet: &net.IPNet{IP: addr.AsSlice(), Mask: mask}}); err != nil {
 		return nil, fmt.Errorf("network: address %s on eth0: %w", addr, err)
 	}
+	if addr6.IsValid() {
+		a6 := &netlink.Addr{
+			IPNet: &net.IPNet{IP: addr6.AsSlice(), Mask: net.CIDRMask(n.subnet6.Bits(), 128)},
+			Flags: unix.IFA_F_NODAD,
+		}
+		if err := h.AddrAdd(eth0, a6); err != nil {
+			return nil, fmt.Errorf("network: address %s on eth0: %w", addr6, err)
+		}
+	}
 	if err := h.LinkSetUp(eth0); err != nil {
 		return nil, fmt.Errorf("network: bring up eth0 in %s: %w", nsPath, err)
 	}
@@ -122,13 +147,27 @@ func (n *Network) SetupTask(taskID string) (_ *Endpoint, err error) {
 	if err := h.RouteAdd(def); err != nil {
 		return nil, fmt.Errorf("network: default route via %s: %w", n.gateway, err)
 	}
-	return &Endpoint{
+	ep := &Endpoint{
 		NetNSPath: nsPath,
 		Addr:      addr,
 		Prefix:    netip.PrefixFrom(addr, n.subnet.Bits()),
 		Gateway:   n.gateway,
 		HostVeth:  hostName,
-	}, nil
+	}
+	if addr6.IsValid() {
+		// After eth0 is up: the kernel refuses IPv6 routes via a link
+		// that is down.
+		def6 := &netlink.Route{
+			LinkIndex: eth0.Attrs().Index,
+			Dst:       &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)},
+			Gw:        n.gateway6.AsSlice(),
+		}
+		if err := h.RouteAdd(def6); err != nil {
+			return nil, fmt.Errorf("network: IPv6 default route via %s: %w", n.gateway6, err)
+		}
+		ep.Addr6, ep.Prefix6, ep.Gateway6 = addr6, netip.PrefixFrom(addr6, n.subnet6.Bits()), n.gateway6
+	}
+	return ep, nil
 }
 
 // TeardownTask undoes SetupTask and AddPorts: it deletes the task's port
@@ -170,14 +209,20 @@ func (n *Network) teardownPlumbing(taskID string) error {
 	return errors.Join(errs...)
 }
 
-// createNetNS creates a new network namespace and bind-mounts it at path.
+// sysctl is a setting under /proc/sys: key is its path there.
+type sysctl struct{ key, value string }
+
+// createNetNS creates a new network namespace, writes the given sysctls in
+// it and bind-mounts it at path.
 //
 // The namespace is made by a goroutine that locks itself to its OS thread,
 // unshares the thread's network namespace and never unlocks: when it
 // returns, the Go runtime ends the thread, so no goroutine can ever run in
 // the switched namespace (netns.NewNamed would switch the caller's thread
 // and mount under /run/netns, which iproute2 re-mounts; FIELD-NOTES).
-func createNetNS(path string) error {
+// /proc/sys/net shows the namespace of the thread that opens it, so the
+// sysctls are written on that thread too.
+func createNetNS(path string, sysctls ...sysctl) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("network: netns dir: %w", err)
 	}
@@ -193,6 +238,12 @@ func createNetNS(path string) error {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 			errc <- fmt.Errorf("network: unshare network namespace: %w", err)
 			return
+		}
+		for _, s := range sysctls {
+			if err := writeSysctl(filepath.Join("/proc/sys", s.key), s.value); err != nil {
+				errc <- fmt.Errorf("%w (in the new namespace)", err)
+				return
+			}
 		}
 		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
 		if err := unix.Mount(src, path, "", unix.MS_BIND, ""); err != nil {

@@ -80,6 +80,10 @@ type NetworkInfo struct {
 	Bridge    string `json:"bridge,omitempty"`
 	IPAddress string `json:"ipAddress,omitempty"`
 	Gateway   string `json:"gateway,omitempty"`
+	// IPv6Address (with prefix length) and IPv6Gateway on a dual-stack
+	// bridge.
+	IPv6Address string `json:"ipv6Address,omitempty"`
+	IPv6Gateway string `json:"ipv6Gateway,omitempty"`
 	// DNSDir holds the task's hosts, resolv.conf and hostname files,
 	// bind-mounted into its containers.
 	DNSDir string `json:"dnsDir,omitempty"`

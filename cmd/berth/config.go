@@ -22,7 +22,7 @@ const hostConfigFileName = "berth.json"
 //	{
 //	  "imageGC": {"highWatermarkPercent": 85, "lowWatermarkPercent": 75},
 //	  "maxLayerSize": 34359738368,
-//	  "network": {"bridge": "berth0", "subnet": "10.209.0.0/16", "portRange": "49153-60999"}
+//	  "network": {"bridge": "berth0", "subnet": "10.209.0.0/16", "subnet6": "fd12:3456:789a:1::/64", "portRange": "49153-60999"}
 //	}
 //
 // imageGC: when the state root's filesystem is fuller than the high
@@ -31,8 +31,9 @@ const hostConfigFileName = "berth.json"
 // watermark. "imageGC": {"disabled": true} turns it off.
 // maxLayerSize: the most bytes one layer may unpack to (decompression bombs).
 // network: the default bridge's name and IPv4 subnet (defaults berth0 and
-// 10.209.0.0/16), and the range dynamic host ports (-p CONTAINER_PORT, -P)
-// come from.
+// 10.209.0.0/16), its IPv6 subnet (/64 to /120; unset, the bridge is IPv4
+// only; see network.Config.Subnet6), and the range dynamic host ports
+// (-p CONTAINER_PORT, -P) come from.
 type hostConfig struct {
 	ImageGC struct {
 		image.GCPolicy
@@ -42,6 +43,7 @@ type hostConfig struct {
 	Network      struct {
 		Bridge    string `json:"bridge"`
 		Subnet    string `json:"subnet"`
+		Subnet6   string `json:"subnet6"`
 		PortRange string `json:"portRange"`
 	} `json:"network"`
 }

@@ -29,9 +29,9 @@ const (
 )
 
 // bridgeNetwork opens berth's bridge network: berth0 on the default
-// subnet, unless BERTH_BRIDGE, BERTH_BRIDGE_SUBNET and BERTH_NFT_TABLE
-// say otherwise (tests use them to stay apart from a real berth0), and
-// berth.json's network section.
+// subnet, IPv4 only, unless BERTH_BRIDGE, BERTH_BRIDGE_SUBNET,
+// BERTH_BRIDGE_SUBNET6 and BERTH_NFT_TABLE say otherwise (tests use them
+// to stay apart from a real berth0), and berth.json's network section.
 func (g *globalOptions) bridgeNetwork() (*network.Network, error) {
 	hc, err := g.loadHostConfig()
 	if err != nil {
@@ -55,6 +55,17 @@ func (g *globalOptions) bridgeNetwork() (*network.Network, error) {
 			return nil, fmt.Errorf("invalid %s %q: %w", from, subnet, err)
 		}
 		cfg.Subnet = p
+	}
+	subnet6, from := os.Getenv("BERTH_BRIDGE_SUBNET6"), "BERTH_BRIDGE_SUBNET6"
+	if subnet6 == "" {
+		subnet6, from = hc.Network.Subnet6, "berth.json network.subnet6"
+	}
+	if subnet6 != "" {
+		p, err := netip.ParsePrefix(subnet6)
+		if err != nil || !p.Addr().Is6() {
+			return nil, fmt.Errorf("invalid %s %q: want an IPv6 prefix such as fd12:3456:789a:1::/64", from, subnet6)
+		}
+		cfg.Subnet6 = p
 	}
 	if r := hc.Network.PortRange; r != "" {
 		first, last, err := parsePortRange(r)
@@ -282,6 +293,8 @@ type networkInspect struct {
 	Interface  string `json:"interface"`
 	Subnet     string `json:"subnet"`
 	Gateway    string `json:"gateway"`
+	Subnet6    string `json:"subnet6,omitempty"`
+	Gateway6   string `json:"gateway6,omitempty"`
 	NFTable    string `json:"nftTable"`
 	BridgeUp   bool   `json:"bridgeUp"`
 	PortRange  string `json:"portRange"`
@@ -295,16 +308,21 @@ type networkInspect struct {
 }
 
 type networkTask struct {
-	ID      string   `json:"id"`
-	Name    string   `json:"name,omitempty"`
-	Status  string   `json:"status"`
-	Address string   `json:"address"`
-	Ports   []string `json:"ports"`
+	ID      string `json:"id"`
+	Name    string `json:"name,omitempty"`
+	Status  string `json:"status"`
+	Address string `json:"address"`
+	// Address6 is the task's IPv6 address on a dual-stack bridge.
+	Address6 string   `json:"address6,omitempty"`
+	Ports    []string `json:"ports"`
 }
 
 func inspectBridge(rt *runtime.Runtime, n *network.Network) (*networkInspect, error) {
 	ni := &networkInspect{Name: netBridge, Driver: "bridge", Interface: n.BridgeName(), Subnet: n.Subnet().String(),
 		Gateway: n.Gateway().String(), NFTable: n.Table(), BridgeUp: n.BridgeExists()}
+	if n.Subnet6().IsValid() {
+		ni.Subnet6, ni.Gateway6 = n.Subnet6().String(), n.Gateway6().String()
+	}
 	r := n.PortRange()
 	ni.PortRange = fmt.Sprintf("%d-%d", r.First, r.Last)
 	blockers, err := n.ForwardBlockers()
@@ -313,6 +331,10 @@ func inspectBridge(rt *runtime.Runtime, n *network.Network) (*networkInspect, er
 	}
 	ni.Forwarding.Blockers = append([]string{}, blockers...)
 	leases, err := n.Leases()
+	if err != nil {
+		return nil, err
+	}
+	leases6, err := n.Leases6()
 	if err != nil {
 		return nil, err
 	}
@@ -325,6 +347,9 @@ func inspectBridge(rt *runtime.Runtime, n *network.Network) (*networkInspect, er
 		nt := networkTask{ID: id, Status: "no task", Address: netip.PrefixFrom(addr, n.Subnet().Bits()).String(), Ports: portStrings(ports[id])}
 		if nt.Ports == nil {
 			nt.Ports = []string{}
+		}
+		if a6, ok := leases6[id]; ok {
+			nt.Address6 = netip.PrefixFrom(a6, n.Subnet6().Bits()).String()
 		}
 		if t, err := rt.Get(id); err == nil {
 			nt.Name, nt.Status = t.Name, t.Status
@@ -541,6 +566,11 @@ func (g *globalOptions) setupBridge(rt *runtime.Runtime, id string, ports []netw
 	tn.dns.Mode = network.DNSBridge
 	tn.dns.Addrs = []netip.Addr{ep.Addr}
 	tn.dns.Gateway = ep.Gateway
+	if ep.Addr6.IsValid() {
+		tn.info.IPv6Address = ep.Prefix6.String()
+		tn.info.IPv6Gateway = ep.Gateway6.String()
+		tn.dns.Addrs = append(tn.dns.Addrs, ep.Addr6)
+	}
 	return nil
 }
 
