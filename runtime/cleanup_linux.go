@@ -120,9 +120,16 @@ func (r *Runtime) Cleanup(ctx context.Context) (*CleanupReport, error) {
 		}
 		rep.Containers = append(rep.Containers, e.Name())
 	}
-	// Rootfs mounts of tasks that are not running.
+	// Rootfs mounts of tasks that are not running, and of removed ones.
 	tasksDir := filepath.Join(r.cfg.Root, "tasks") + "/"
+	removingDir := filepath.Join(r.cfg.Root, removingDirName) + "/"
 	for _, mp := range mountPoints() {
+		if strings.HasPrefix(mp, removingDir) {
+			if err := unix.Unmount(mp, unix.MNT_DETACH); err == nil {
+				rep.Mounts = append(rep.Mounts, mp)
+			}
+			continue
+		}
 		rest, ok := strings.CutPrefix(mp, tasksDir)
 		if !ok {
 			continue
@@ -133,6 +140,14 @@ func (r *Runtime) Cleanup(ctx context.Context) (*CleanupReport, error) {
 		}
 		if err := unix.Unmount(mp, unix.MNT_DETACH); err == nil {
 			rep.Mounts = append(rep.Mounts, mp)
+		}
+	}
+	// Task dirs of removals whose purge did not run (release moved them
+	// out of tasks/; a mount left in one went above).
+	removing, _ := os.ReadDir(filepath.Join(r.cfg.Root, removingDirName))
+	for _, d := range removing {
+		if err := os.RemoveAll(r.removingDir(d.Name())); err == nil {
+			rep.TaskDirs = append(rep.TaskDirs, d.Name())
 		}
 	}
 	// Task dirs without a record: a create that crashed.

@@ -16,21 +16,27 @@ import (
 	"time"
 
 	"github.com/containerd/console"
+	"github.com/opencontainers/cgroups"
+	"github.com/opencontainers/cgroups/manager"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	rspec "github.com/berth-dev/berth/runtime/spec"
 )
 
 // keepExitPipe holds the attached client's exit pipe open until the
-// monitor process exits (a dropped *os.File is closed by its finalizer).
+// monitor is done with the task (a dropped *os.File is closed by its
+// finalizer).
 //
 //lint:ignore U1000 only held, never read
 var keepExitPipe *os.File
 
 // MonitorArg is the hidden command under which the CLI re-executes berth
-// as a task's monitor: `berth monitor TASK-ID`, with the ready pipe as fd 3.
+// as a task's monitor: `berth monitor TASK-ID`, with the ready pipe as fd 3,
+// the exit pipe as fd 4 and, started ahead by Create, the go pipe as fd 5.
 const MonitorArg = monitorArg
 
 // RunMonitor is the per-task monitor. It is the parent of the task's
@@ -41,6 +47,20 @@ const MonitorArg = monitorArg
 // SIGINT/SIGHUP so a terminal going away does not take the task with it.
 func (r *Runtime) RunMonitor(id string) error {
 	signal.Ignore(unix.SIGINT, unix.SIGHUP, unix.SIGPIPE)
+	// Started ahead by Create: wait for the word (EOF: the task was never
+	// created, or its start was called off).
+	if os.Getenv(monitorGoFDEnv) == "5" {
+		os.Unsetenv(monitorGoFDEnv)
+		warmUp()
+		g := os.NewFile(5, "go")
+		b := make([]byte, len(monitorGo))
+		_, err := io.ReadFull(g, b)
+		g.Close()
+		if err != nil || string(b) != monitorGo {
+			return nil
+		}
+	}
+	unix.CloseOnExec(3) // the containers' inits must not hold it
 	ready := os.NewFile(3, "ready")
 	report := func(msg string) {
 		if ready != nil {
@@ -65,8 +85,9 @@ func (r *Runtime) RunMonitor(id string) error {
 			json.NewEncoder(exitPipe).Encode(final)
 		}
 		// Not closed: the client reads EOF when this process exits, which
-		// tells it the cleanup (and an AutoRemove removal) is done. The
-		// package variable keeps the finalizer from closing it earlier.
+		// tells it the cleanup is done, or, for an AutoRemove task, when
+		// finish has removed it. The package variable keeps the finalizer
+		// from closing it earlier.
 		keepExitPipe = exitPipe
 		exitPipe = nil
 	}
@@ -92,10 +113,24 @@ func (r *Runtime) RunMonitor(id string) error {
 	}
 	var started []*running
 	var attach *attachTarget
+	// pending holds record changes not written yet: a started container's
+	// RUNNING state goes out with the next write (the task's RUNNING, or
+	// the next container's), one atomic write and its fsyncs fewer.
+	var pending []func(*Task)
+	flush := func(fn func(*Task)) func(*Task) {
+		p := pending
+		pending = nil
+		return func(t *Task) {
+			for _, f := range p {
+				f(t)
+			}
+			fn(t)
+		}
+	}
 	fail := func(c *Container, err error) error {
 		msg := err.Error()
 		code := startErrorCode(msg)
-		r.update(ctx, id, func(t *Task) {
+		r.update(ctx, id, flush(func(t *Task) {
 			t.Status = TaskStopped
 			t.StopCode = StopTaskFailedToStart
 			t.Reason = msg
@@ -106,7 +141,7 @@ func (r *Runtime) RunMonitor(id string) error {
 				tc.ExitCode = &code
 				tc.Finished = time.Now().UTC()
 			}
-		})
+		}))
 		report(msg)
 		for _, s := range started {
 			s.lc.Signal(unix.SIGKILL)
@@ -191,11 +226,15 @@ func (r *Runtime) RunMonitor(id string) error {
 		}
 		pid, _ := p.Pid()
 		started = append(started, rn)
-		r.update(ctx, id, func(t *Task) {
+		if len(pending) > 0 {
+			r.update(ctx, id, flush(func(*Task) {}))
+		}
+		now := time.Now().UTC()
+		pending = append(pending, func(t *Task) {
 			if tc := t.Container(c.Name); tc != nil {
 				tc.Status = ContainerRunning
 				tc.Pid = pid
-				tc.Started = time.Now().UTC()
+				tc.Started = now
 			}
 		})
 	}
@@ -206,12 +245,24 @@ func (r *Runtime) RunMonitor(id string) error {
 		}
 		defer l.Close()
 	}
-	r.update(ctx, id, func(t *Task) {
+	r.update(ctx, id, flush(func(t *Task) {
 		t.Status = TaskRunning
 		t.MonitorPID = os.Getpid()
-	})
+	}))
 	report("ok")
 
+	// Each exit is recorded as it happens; the last one together with the
+	// task's STOPPED.
+	var mu sync.Mutex
+	left := len(started)
+	stopped := func(t *Task) {
+		t.Status = TaskStopped
+		if t.StopCode == "" {
+			t.StopCode = StopEssentialContainerExited
+			t.Reason = "essential container exited"
+		}
+		t.MonitorPID = 0
+	}
 	var wg sync.WaitGroup
 	for _, rn := range started {
 		wg.Add(1)
@@ -259,30 +310,28 @@ func (r *Runtime) RunMonitor(id string) error {
 				case <-time.After(wait):
 				}
 			}
+			finished := time.Now().UTC()
+			mu.Lock()
+			defer mu.Unlock()
+			left--
+			last := left == 0
 			r.update(ctx, id, func(t *Task) {
-				tc := t.Container(rn.c.Name)
-				if tc == nil {
-					return
+				if tc := t.Container(rn.c.Name); tc != nil {
+					tc.Status = ContainerStopped
+					tc.Finished = finished
+					if code >= 0 {
+						tc.ExitCode = &code
+					}
+					tc.Signal = sig
+					tc.OOMKilled = oom
 				}
-				tc.Status = ContainerStopped
-				tc.Finished = time.Now().UTC()
-				if code >= 0 {
-					tc.ExitCode = &code
+				if last {
+					stopped(t)
 				}
-				tc.Signal = sig
-				tc.OOMKilled = oom
 			})
 		}()
 	}
 	wg.Wait()
-	r.update(ctx, id, func(t *Task) {
-		t.Status = TaskStopped
-		if t.StopCode == "" {
-			t.StopCode = StopEssentialContainerExited
-			t.Reason = "essential container exited"
-		}
-		t.MonitorPID = 0
-	})
 	sendExit()
 	return r.finish(id)
 }
@@ -295,7 +344,14 @@ func (r *Runtime) finish(id string) error {
 		return err
 	}
 	if t.AutoRemove {
-		return r.cleanup(t)
+		purge, err := r.release(t)
+		// The task is gone: an attached `run --rm` may return now. The
+		// deletion of its files need not hold it up.
+		if keepExitPipe != nil {
+			keepExitPipe.Close()
+			keepExitPipe = nil
+		}
+		return errors.Join(err, purge())
 	}
 	r.runOnStop(t)
 	var errs []error
@@ -341,6 +397,11 @@ func (r *Runtime) startContainer(t *Task, c *Container) (*libcontainer.Container
 	var spec specs.Spec
 	if err := json.Unmarshal(b, &spec); err != nil {
 		return nil, nil, fmt.Errorf("bundle of %s: %w", c.Name, err)
+	}
+	if spec.Linux != nil && spec.Linux.Seccomp != nil {
+		// The same filter, in fewer rules: libcontainer's init compiles
+		// it on every start (see spec.CompactSeccomp).
+		spec.Linux.Seccomp = rspec.CompactSeccomp(spec.Linux.Seccomp)
 	}
 	lcid := lcID(t.ID, c.Name)
 	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: lcid, Spec: &spec, NoNewKeyring: true})
@@ -404,4 +465,17 @@ var rlimitTypes = map[string]int{
 	"RLIMIT_AS": unix.RLIMIT_AS, "RLIMIT_LOCKS": unix.RLIMIT_LOCKS, "RLIMIT_SIGPENDING": unix.RLIMIT_SIGPENDING,
 	"RLIMIT_MSGQUEUE": unix.RLIMIT_MSGQUEUE, "RLIMIT_NICE": unix.RLIMIT_NICE, "RLIMIT_RTPRIO": unix.RLIMIT_RTPRIO,
 	"RLIMIT_RTTIME": unix.RLIMIT_RTTIME,
+}
+
+// warmUp does, while a monitor started ahead waits for its word, the
+// one-time work of the start that does not depend on the task: the JSON
+// codecs of the types the start decodes and encodes (the task record, the
+// OCI spec, libcontainer's config for its init; encoding/json works out
+// each struct type's fields on first use, about 2 ms for these), and the
+// cgroup manager's discovery of the cgroup mounts.
+func warmUp() {
+	_, _ = json.Marshal(&Task{})
+	_, _ = json.Marshal(&specs.Spec{})
+	_, _ = json.Marshal(&configs.Config{})
+	_, _ = manager.New(&cgroups.Cgroup{Name: cgroupParent, Resources: &cgroups.Resources{}})
 }

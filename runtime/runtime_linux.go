@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -42,6 +43,10 @@ type Runtime struct {
 	st     *store.Store
 	lcRoot string
 	log    *slog.Logger
+
+	// early holds the monitors Create started ahead of Start, by task ID.
+	mu    sync.Mutex
+	early map[string]*monitorProc
 }
 
 // cgroupParent holds every berth container's cgroup. It is absolute (from
@@ -75,7 +80,7 @@ func New(cfg Config) (*Runtime, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Runtime{cfg: cfg, st: st, lcRoot: lcRoot, log: log}, nil
+	return &Runtime{cfg: cfg, st: st, lcRoot: lcRoot, log: log, early: map[string]*monitorProc{}}, nil
 }
 
 func taskKey(id string) string              { return "tasks/" + id + "/task.json" }
@@ -132,6 +137,11 @@ type TaskConfig struct {
 
 // Create prepares a task: rootfs mounts and OCI bundles for each container,
 // and its record. Nothing runs until Start. On error nothing is left.
+//
+// Create also starts the task's monitor process ahead, so that its start
+// overlaps Create's own work; it waits, having read nothing, until Start
+// (of this Runtime) tells it to go, and exits when it learns it never will:
+// when the task is removed, or this process exits.
 func (r *Runtime) Create(ctx context.Context, tc TaskConfig) (_ *Task, err error) {
 	if len(tc.Containers) == 0 {
 		return nil, errors.New("a task needs at least one container")
@@ -169,6 +179,22 @@ func (r *Runtime) Create(ctx context.Context, tc TaskConfig) (_ *Task, err error
 	}()
 	if err := os.MkdirAll(r.taskDir(id), 0o700); err != nil {
 		return nil, err
+	}
+	// The monitor's start (a Go runtime and berth's package inits, some
+	// milliseconds) overlaps the rest of Create: it waits for Start's word
+	// before it reads anything, and exits if none comes.
+	if m, lerr := r.launchMonitor(id); lerr != nil {
+		r.log.Debug("monitor not started ahead", "task", id, "err", lerr)
+	} else {
+		defer func() {
+			if err != nil { // Create's own error
+				m.cancel()
+				return
+			}
+			r.mu.Lock()
+			r.early[id] = m
+			r.mu.Unlock()
+		}()
 	}
 	for _, cc := range tc.Containers {
 		if err := ValidateName(cc.Name); err != nil {
@@ -354,8 +380,11 @@ type Attachment struct {
 	gone chan struct{} // closed when the monitor has exited
 }
 
-// MonitorDone waits until the task's monitor has exited (its cleanup, and
-// for AutoRemove tasks the removal, done), or timeout passes.
+// MonitorDone waits until the task's monitor is done with it, or timeout
+// passes: for an AutoRemove task until the task is removed (no reader finds
+// it any more; the deletion of its files may still be under way, under a
+// name nobody reads), for another until the monitor exited, its cleanup
+// done.
 func (a *Attachment) MonitorDone(timeout time.Duration) bool {
 	select {
 	case <-a.gone:
@@ -384,19 +413,36 @@ func (r *Runtime) start(ctx context.Context, id string, attach bool) (*Attachmen
 	if err != nil {
 		return nil, err
 	}
-	var a *Attachment
-	var exitW *os.File
+	r.mu.Lock()
+	m := r.early[t.ID]
+	delete(r.early, t.ID)
+	r.mu.Unlock()
+	if t.Status != TaskPending {
+		if m != nil {
+			m.cancel()
+		}
+		return nil, fmt.Errorf("task %s is %s, not PENDING", t.Name, t.Status)
+	}
+	var lf *os.File
 	if attach {
-		lf, err := os.Open(r.LogPath(t.ID, t.Containers[0].Name))
-		if err != nil {
+		if lf, err = os.Open(r.LogPath(t.ID, t.Containers[0].Name)); err != nil {
+			if m != nil {
+				m.cancel()
+			}
 			return nil, err
 		}
-		exitR, w, err := os.Pipe()
-		if err != nil {
-			lf.Close()
+	}
+	if m == nil {
+		if m, err = r.launchMonitor(t.ID); err != nil {
+			if lf != nil {
+				lf.Close()
+			}
 			return nil, err
 		}
-		exitW = w
+	}
+	var a *Attachment
+	if attach {
+		exitR := m.exitR
 		a = &Attachment{r: r, task: t, log: lf, exit: make(chan *Task, 1), wake: make(chan struct{}), gone: make(chan struct{})}
 		go func() {
 			defer exitR.Close()
@@ -410,8 +456,10 @@ func (r *Runtime) start(ctx context.Context, id string, attach bool) (*Attachmen
 			io.Copy(io.Discard, exitR)
 			close(a.gone)
 		}()
+	} else {
+		m.exitR.Close() // nobody wants the final state
 	}
-	if err := r.spawnMonitor(t, exitW); err != nil {
+	if err := r.runMonitor(t, m); err != nil {
 		if a != nil {
 			a.log.Close()
 		}
@@ -420,44 +468,78 @@ func (r *Runtime) start(ctx context.Context, id string, attach bool) (*Attachmen
 	return a, nil
 }
 
-// spawnMonitor starts the monitor and waits for its ready report. exitW,
-// when set, becomes the monitor's fd 4, on which it writes the final task
-// record as JSON.
-func (r *Runtime) spawnMonitor(t *Task, exitW *os.File) error {
-	if t.Status != TaskPending {
-		return fmt.Errorf("task %s is %s, not PENDING", t.Name, t.Status)
+// monitorProc is a monitor process waiting for the word to start its task.
+type monitorProc struct {
+	ready *os.File // its fd 3: "ok" or why the start failed, then EOF
+	exitR *os.File // its fd 4: the final task record, then EOF at its exit
+	goW   *os.File // its fd 5: "go" starts the task; EOF sends it away
+}
+
+// launchMonitor starts task id's monitor process (`berth monitor ID`, in
+// its own session), which waits on its fd 5 for runMonitor's word. The
+// task's directory must exist (the monitor logs to monitor.log there).
+func (r *Runtime) launchMonitor(id string) (_ *monitorProc, err error) {
+	var closers []*os.File // the child's ends, and ours on failure
+	defer func() {
+		for _, f := range closers {
+			f.Close()
+		}
+	}()
+	pipe := func() (rd, wr *os.File) {
+		if err != nil {
+			return nil, nil
+		}
+		if rd, wr, err = os.Pipe(); err == nil {
+			closers = append(closers, rd, wr)
+		}
+		return rd, wr
 	}
-	if err := os.MkdirAll(r.runDir(t.ID), 0o700); err != nil {
-		return err
-	}
-	rd, wr, err := os.Pipe()
+	readyR, readyW := pipe()
+	exitR, exitW := pipe()
+	goR, goW := pipe()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer rd.Close()
-	mlog, err := os.OpenFile(filepath.Join(r.taskDir(t.ID), "monitor.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	mlog, err := os.OpenFile(filepath.Join(r.taskDir(id), "monitor.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		wr.Close()
-		return err
+		return nil, err
 	}
-	cmd := exec.Command(r.cfg.Exe, "--root", r.cfg.Root, "--run-root", r.cfg.RunRoot, monitorArg, t.ID)
+	closers = append(closers, mlog)
+	cmd := exec.Command(r.cfg.Exe, "--root", r.cfg.Root, "--run-root", r.cfg.RunRoot, monitorArg, id)
 	cmd.Stdout, cmd.Stderr = mlog, mlog
-	cmd.ExtraFiles = []*os.File{wr} // fd 3: ready pipe
-	if exitW != nil {
-		cmd.ExtraFiles = append(cmd.ExtraFiles, exitW) // fd 4: final state
-		cmd.Env = append(os.Environ(), monitorExitFDEnv+"=4")
-		defer exitW.Close()
-	}
+	cmd.ExtraFiles = []*os.File{readyW, exitW, goR} // fds 3, 4, 5
+	cmd.Env = append(os.Environ(), monitorExitFDEnv+"=4", monitorGoFDEnv+"=5")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Dir = "/"
-	err = cmd.Start()
-	wr.Close()
-	mlog.Close()
-	if err != nil {
-		return fmt.Errorf("start monitor: %w", err)
+	if err = cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start monitor: %w", err)
 	}
 	go cmd.Wait() // the monitor outlives us; reap it if we outlive it
-	b, _ := io.ReadAll(io.LimitReader(rd, 64<<10))
+	closers = []*os.File{readyW, exitW, goR, mlog}
+	return &monitorProc{ready: readyR, exitR: exitR, goW: goW}, nil
+}
+
+// cancel sends a monitor that was never told to go away: it exits on EOF.
+func (m *monitorProc) cancel() {
+	m.goW.Close()
+	m.ready.Close()
+	m.exitR.Close()
+}
+
+// runMonitor tells the monitor to start task t's containers and waits for
+// its ready report.
+func (r *Runtime) runMonitor(t *Task, m *monitorProc) error {
+	defer m.ready.Close()
+	if err := os.MkdirAll(r.runDir(t.ID), 0o700); err != nil {
+		m.goW.Close()
+		return err
+	}
+	_, err := m.goW.WriteString(monitorGo)
+	m.goW.Close()
+	if err != nil {
+		return fmt.Errorf("task %s: monitor exited before the start (see %s): %w", t.Name, filepath.Join(r.taskDir(t.ID), "monitor.log"), err)
+	}
+	b, _ := io.ReadAll(io.LimitReader(m.ready, 64<<10))
 	msg := strings.TrimSpace(string(b))
 	switch {
 	case msg == "ok":
@@ -468,6 +550,12 @@ func (r *Runtime) spawnMonitor(t *Task, exitW *os.File) error {
 		return &StartError{Msg: msg}
 	}
 }
+
+// monitorGo is the word on the monitor's fd 5 that starts the task.
+const monitorGo = "go\n"
+
+// monitorGoFDEnv names the monitor's fd that carries monitorGo.
+const monitorGoFDEnv = "BERTH_MONITOR_GO_FD"
 
 // monitorExitFDEnv tells the monitor that fd 4 wants the final state.
 const monitorExitFDEnv = "BERTH_MONITOR_EXIT_FD"
@@ -695,7 +783,31 @@ func (r *Runtime) Remove(ctx context.Context, id string, force bool) error {
 // rootfs mounts, the task and run dirs. Idempotent; tolerant of a task
 // that was only half created.
 func (r *Runtime) cleanup(t *Task) error {
+	purge, err := r.release(t)
+	return errors.Join(err, purge())
+}
+
+// release is cleanup up to the point where the task is gone for everyone:
+// its on-stop commands run, its containers (state and cgroups), rootfs
+// mounts and runtime files removed, and its directory moved out of tasks/
+// in one step (a rename, as containerd's atomicDelete does). The purge it
+// returns does the rest, which takes time and changes nothing anyone can
+// observe: it deletes the moved directory and the shared cgroup parent
+// once no task uses it, and lets go of the unmounted overlays. Unmounting
+// the last reference to an overlay tears it down, and overlayfs then syncs
+// its upper filesystem, the whole filesystem of the state root, which takes
+// from a millisecond to hundreds on a busy host; holding each rootfs open
+// while it is detached makes the unmount itself instant and leaves that to
+// purge.
+func (r *Runtime) release(t *Task) (purge func() error, err error) {
+	r.mu.Lock()
+	if m := r.early[t.ID]; m != nil {
+		delete(r.early, t.ID)
+		m.cancel()
+	}
+	r.mu.Unlock()
 	var errs []error
+	var held []int
 	r.runOnStop(t)
 	for _, c := range t.Containers {
 		if lc, err := libcontainer.Load(r.lcRoot, lcID(t.ID, c.Name)); err == nil {
@@ -704,22 +816,47 @@ func (r *Runtime) cleanup(t *Task) error {
 			}
 		}
 		rootfs := filepath.Join(r.ctrDir(t.ID, c.Name), "rootfs")
+		if fd, err := unix.Open(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
+			held = append(held, fd)
+		}
 		if err := unix.Unmount(rootfs, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
 			errs = append(errs, fmt.Errorf("unmount %s: %w", rootfs, err))
 		}
 	}
-	removeCgroupParentIfEmpty(cgroupParent)
 	// The store's lock files for this task's record.
 	os.RemoveAll(filepath.Join(r.cfg.Root, ".locks", "tasks.d", t.ID+".d"))
 	os.Remove(r.attachPath(t.ID))
 	if err := os.RemoveAll(r.runDir(t.ID)); err != nil {
 		errs = append(errs, err)
 	}
-	if err := os.RemoveAll(r.taskDir(t.ID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		errs = append(errs, err)
+	os.Mkdir(filepath.Dir(r.removingDir(t.ID)), 0o700)
+	if err := os.Rename(r.taskDir(t.ID), r.removingDir(t.ID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		// Not renamed: remove it in place.
+		if err := os.RemoveAll(r.taskDir(t.ID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
 	}
-	return errors.Join(errs...)
+	purge = func() error {
+		for _, fd := range held {
+			unix.Close(fd)
+		}
+		removeCgroupParentIfEmpty(cgroupParent)
+		if err := os.RemoveAll(r.removingDir(t.ID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	return purge, errors.Join(errs...)
 }
+
+// removingDir is where release moves a task's directory: outside tasks/,
+// in <root>/.removing (the store and its readers skip dot-names). Cleanup
+// deletes what a monitor killed before its purge left there.
+func (r *Runtime) removingDir(id string) string {
+	return filepath.Join(r.cfg.Root, removingDirName, id)
+}
+
+const removingDirName = ".removing"
 
 // Logs prints a container's logs (the first container when ctr is "").
 func (r *Runtime) Logs(id, ctr string, o LogOptions, stdout, stderr io.Writer) error {
