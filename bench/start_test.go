@@ -27,6 +27,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/testrig"
 	"github.com/berth-dev/berth/internal/testrig/testimage"
+	"github.com/berth-dev/berth/runtime/spec"
 )
 
 // -berth, -rounds and -tools are shared with pull_test.go.
@@ -102,7 +103,7 @@ func TestStartBench(t *testing.T) {
 	}
 	rc := setupRunc(t, filepath.Join(work, "runc"), layoutDir)
 	pm := setupPodman(t, filepath.Join(work, "podman"), dockerArchive)
-	tools = append(tools, rc.starter(), pm.starter("podman", "none"))
+	tools = append(tools, rc.starter(), rc.dockerStarter(), pm.starter("podman", "none"))
 	var pn *podmanNet
 	if want("podman-bridge") {
 		pn = newPodmanNet(t, pm.netConfigDir())
@@ -135,7 +136,7 @@ func TestStartBench(t *testing.T) {
 	if *only != "" {
 		tools = slices.DeleteFunc(tools, func(s *starter) bool { return !want(s.name) })
 		if len(tools) == 0 {
-			t.Fatalf("-tools %q: no such tool (berth,berth-unconfined,berth-bridge,runc,podman,podman-bridge,docker; berth needs -berth)", *only)
+			t.Fatalf("-tools %q: no such tool (berth,berth-unconfined,berth-bridge,runc,runc-docker,podman,podman-bridge,docker; berth needs -berth)", *only)
 		}
 	}
 	for _, s := range tools {
@@ -529,9 +530,13 @@ func treeSet(root string) map[string]bool {
 }
 
 // runcBench is a runc bundle: the image unpacked by umoci, config.json from
-// `runc spec` running /bin/true without a terminal.
+// `runc spec` running /bin/true without a terminal; and dockerBundle, the
+// same rootfs with the config.json berth generates (runtime/spec: Docker's
+// capabilities, seccomp profile, masked paths, mounts), the equivalent of
+// what berth starts: runc with it is what Docker's defaults cost runc.
 type runcBench struct {
 	dir, root, bundle, checkBundle string
+	dockerBundle                   string
 	prefix                         string // container IDs
 }
 
@@ -574,10 +579,42 @@ func setupRunc(t *testing.T, dir, layoutDir string) *runcBench {
 	rootfs := filepath.Join(rb.bundle, "rootfs")
 	edit(rb.checkBundle, rootfs, "sh", "-c", "exit 3")
 	edit(rb.bundle, "rootfs", "/bin/true")
+
+	// Its own copy of the rootfs: runc creates missing mount points in it.
+	rb.dockerBundle = filepath.Join(dir, "docker-bundle")
+	if err := os.MkdirAll(rb.dockerBundle, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runOut([]string{"cp", "-a", rootfs, filepath.Join(rb.dockerBundle, "rootfs")}, out); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := spec.Generate(spec.ImageConfig{Env: []string{"PATH=/bin:/usr/bin:/sbin:/usr/sbin"}},
+		spec.Options{ID: strings.Repeat("d", 64), Cmd: []string{"/bin/true"}}, filepath.Join(rb.dockerBundle, "rootfs"))
+	if err != nil {
+		t.Fatalf("berth's spec for the runc-docker bundle: %v", err)
+	}
+	ds.Root = &specs.Root{Path: "rootfs"}
+	b, err := json.MarshalIndent(ds, "", "\t")
+	if err == nil {
+		err = os.WriteFile(filepath.Join(rb.dockerBundle, "config.json"), b, 0o644)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 	return rb
 }
 
 func tagOf(ref string) string { return ref[strings.LastIndex(ref, ":")+1:] }
+
+// dockerStarter runs the bundle with berth's (Docker's default) config.
+func (rb *runcBench) dockerStarter() *starter {
+	st := rb.starter()
+	st.name = "runc-docker"
+	st.args = func(i int) []string {
+		return []string{"runc", "--root", rb.root, "run", "--bundle", rb.dockerBundle, rb.prefix + "d" + strconv.Itoa(i)}
+	}
+	return st
+}
 
 func (rb *runcBench) starter() *starter {
 	out := filepath.Join(rb.dir, "out")
@@ -803,7 +840,8 @@ func printStartTable(w io.Writer, tools []*starter, mems []memResult) {
 		fmt.Fprintf(w, "%-26s = %5.2fx %-13s%s\n", a+"/"+b, r, rng, verdict)
 	}
 	fmt.Fprintln(w, "\nratios of medians (in brackets: lowest and highest ratio of one round's medians)")
-	ratioLine("berth", "runc", "<= 1.3x", func(r float64) bool { return r <= 1.3 })
+	ratioLine("berth", "runc-docker", "<= 1.3x", func(r float64) bool { return r <= 1.3 })
+	ratioLine("berth", "runc", "", nil)
 	ratioLine("podman", "berth", ">= 4x", func(r float64) bool { return r >= 4 })
 	ratioLine("podman-bridge", "berth-bridge", ">= 5x", func(r float64) bool { return r >= 5 })
 	ratioLine("docker", "berth-bridge", ">= 5x", func(r float64) bool { return r >= 5 })
@@ -812,6 +850,7 @@ func printStartTable(w io.Writer, tools []*starter, mems []memResult) {
 	ratioLine("podman-bridge", "podman", "", nil)
 	ratioLine("berth", "berth-unconfined", "", nil)
 	ratioLine("podman", "runc", "", nil)
+	ratioLine("runc-docker", "runc", "", nil)
 
 	if len(mems) == 0 {
 		return
