@@ -18,7 +18,9 @@ import (
 // address, brings it up, enables IPv4 forwarding and route_localnet on the
 // bridge (so that 127.0.0.1 can be DNAT'd to a task), and installs berth's
 // nf_tables table with its base chains and masquerade rules. It is idempotent
-// and repairs a partly made bridge.
+// and repairs a partly made bridge. It reads before it writes and changes
+// only what differs, so that on every start after the first it only reads:
+// a few netlink round trips, no change the kernel must publish or free.
 //
 // On a dual-stack network (Config.Subnet6) it also enables IPv6 on the
 // bridge without duplicate address detection (accept_dad=0), gives it the
@@ -52,7 +54,7 @@ func (n *Network) EnsureBridge() error {
 		IP:   n.gateway.AsSlice(),
 		Mask: net.CIDRMask(n.subnet.Bits(), 32),
 	}}
-	if err := netlink.AddrReplace(br, gw); err != nil {
+	if err := ensureAddr(br, gw, netlink.FAMILY_V4); err != nil {
 		return fmt.Errorf("network: address %s on %s: %w", gw.IPNet, n.bridge, err)
 	}
 	if n.subnet6.IsValid() {
@@ -60,8 +62,10 @@ func (n *Network) EnsureBridge() error {
 			return err
 		}
 	}
-	if err := netlink.LinkSetUp(br); err != nil {
-		return fmt.Errorf("network: bring up %s: %w", n.bridge, err)
+	if br.Attrs().Flags&net.FlagUp == 0 {
+		if err := netlink.LinkSetUp(br); err != nil {
+			return fmt.Errorf("network: bring up %s: %w", n.bridge, err)
+		}
 	}
 	if err := writeSysctl("/proc/sys/net/ipv4/ip_forward", "1"); err != nil {
 		return err
@@ -128,10 +132,29 @@ func (n *Network) ensureBridge6(br netlink.Link) error {
 		// detection: tasks route through it as soon as they start.
 		Flags: unix.IFA_F_NODAD,
 	}
-	if err := netlink.AddrReplace(br, gw6); err != nil {
+	if err := ensureAddr(br, gw6, netlink.FAMILY_V6); err != nil {
 		return fmt.Errorf("network: address %s on %s: %w", gw6.IPNet, n.bridge, err)
 	}
 	return nil
+}
+
+// ensureAddr gives link the address unless it has it already, with the same
+// prefix length and usable (not tentative, not failed duplicate address
+// detection): reading the link's addresses is cheaper than a change, which
+// every listener of the kernel's address notifications hears about.
+func ensureAddr(link netlink.Link, want *netlink.Addr, family int) error {
+	addrs, err := retryDump(func() ([]netlink.Addr, error) { return netlink.AddrList(link, family) })
+	if err != nil {
+		// Unsure what is there: set it, as a change would.
+		return netlink.AddrReplace(link, want)
+	}
+	for _, a := range addrs {
+		if a.IPNet != nil && a.IPNet.IP.Equal(want.IPNet.IP) && a.IPNet.Mask.String() == want.IPNet.Mask.String() &&
+			a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) == 0 {
+			return nil
+		}
+	}
+	return netlink.AddrReplace(link, want)
 }
 
 // bridgeMAC derives a locally administered unicast MAC address from the
@@ -152,6 +175,21 @@ func writeSysctl(path, value string) error {
 		return fmt.Errorf("network: sysctl %s=%s: %w", path, value, err)
 	}
 	return nil
+}
+
+// retryDump runs a netlink dump again, a few times, while the kernel
+// reports it interrupted (links or addresses came or went meanwhile, as they
+// do on a busy host, and the results may be inconsistent); the last result
+// stands.
+func retryDump[T any](dump func() ([]T, error)) ([]T, error) {
+	var res []T
+	var err error
+	for range 10 {
+		if res, err = dump(); !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
+	return res, err
 }
 
 func isNotFound(err error) bool {

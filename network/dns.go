@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 )
 
@@ -48,10 +47,19 @@ import (
 // hostname (and its name when that differs). In host mode it is the host's
 // /etc/hosts followed by the --add-host entries.
 //
-// The files are written atomically (temporary file, fsync, rename), mode
-// 0644 whatever the umask. A rename replaces the file, and a bind mount
-// holds on to the file it was made from: rewriting the files does not change
-// what a running task sees, so write them before the task starts.
+// The files are written atomically (temporary file, rename), mode 0644
+// whatever the umask. A rename replaces the file, and a bind mount holds on
+// to the file it was made from: rewriting the files does not change what a
+// running task sees, so write them before the task starts.
+//
+// They are not fsynced, unlike berth's state: they live in the task's
+// directory and matter only while the task runs, and no task survives a
+// reboot (its network namespace, processes and mounts go with it; a
+// stopped task is never started again). So only a power loss could lose
+// them, and then their task is gone anyway. The rename still makes every
+// write all or nothing for a reader and for a crash of berth itself. Three
+// files' fsyncs and the directory's cost a few milliseconds on every
+// start, on the test machine.
 
 // DNSMode is a task's network mode as far as its DNS files go.
 type DNSMode string
@@ -196,9 +204,6 @@ func WriteDNSFiles(dir string, c DNSConfig) (DNSFiles, error) {
 		if err := writeDNSFile(f.path, f.data); err != nil {
 			return DNSFiles{}, err
 		}
-	}
-	if err := syncDNSDir(dir); err != nil {
-		return DNSFiles{}, err
 	}
 	return files, nil
 }
@@ -716,8 +721,8 @@ func readHostFile(path string, limit int64) (data []byte, ok bool, err error) {
 }
 
 // writeDNSFile replaces the file at path with data, mode 0644, atomically:
-// a temporary file in the same directory, fsynced, then renamed over path.
-// The caller fsyncs the directory.
+// a temporary file in the same directory, renamed over path; not fsynced
+// (see the comment at the top).
 func writeDNSFile(path string, data []byte) error {
 	dir, base := filepath.Split(path)
 	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
@@ -731,9 +736,6 @@ func writeDNSFile(path string, data []byte) error {
 	if err == nil {
 		_, err = f.Write(data)
 	}
-	if err == nil {
-		err = f.Sync()
-	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -743,26 +745,6 @@ func writeDNSFile(path string, data []byte) error {
 	if err != nil {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("network: dns: write %s: %w", path, err)
-	}
-	return nil
-}
-
-// syncDNSDir makes the renames into dir durable. Windows can't fsync a
-// directory, and its renames need no help.
-func syncDNSDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("network: dns: sync %s: %w", dir, err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("network: dns: sync %s: %w", dir, err)
 	}
 	return nil
 }

@@ -37,9 +37,11 @@ import (
 // in any table but berth's own.
 //
 // Every rule carries the nft comment "berth bridge=NAME forward", so that
-// berth finds exactly its own rules: EnsureBridge replaces them (one copy,
-// back at the top, also after another tool inserted rules above them) and
-// Remove deletes them, each in one nf_tables transaction.
+// berth finds exactly its own rules: EnsureBridge leaves them alone where
+// every target chain starts with them and no other chain holds any (read,
+// not rewritten, on every start), else replaces them (one copy, back at the
+// top, also after another tool inserted rules above them), and Remove
+// deletes them, each in one nf_tables transaction.
 //
 // In tables of family ip and ip6, the only ones iptables-nft makes, the
 // conntrack matches are encoded the way iptables-nft encodes `-m conntrack
@@ -153,9 +155,9 @@ func (n *Network) planForward(c *nftables.Conn) (*fwPlan, error) {
 	return p, nil
 }
 
-// ownRules returns this bridge's forward rules in ch; a chain that has gone
-// meanwhile has none.
-func (n *Network) ownRules(c *nftables.Conn, ch *nftables.Chain) ([]*nftables.Rule, error) {
+// chainRules returns the rules of ch; a chain that has gone meanwhile has
+// none.
+func chainRules(c *nftables.Conn, ch *nftables.Chain) ([]*nftables.Rule, error) {
 	rules, err := c.GetRules(ch.Table, ch)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
@@ -164,13 +166,50 @@ func (n *Network) ownRules(c *nftables.Conn, ch *nftables.Chain) ([]*nftables.Ru
 		return nil, fmt.Errorf("network: list nf_tables chain %s %s %s: %w",
 			fwFamilies[ch.Table.Family], ch.Table.Name, ch.Name, err)
 	}
+	return rules, nil
+}
+
+// ownRules returns this bridge's forward rules among rules.
+func (n *Network) ownRules(rules []*nftables.Rule) []*nftables.Rule {
 	var own []*nftables.Rule
 	for _, r := range rules {
 		if ruleComment(r) == n.forwardTag() {
 			own = append(own, r)
 		}
 	}
-	return own, nil
+	return own
+}
+
+// openedOnTop reports whether rules, those of a chain of family, start with
+// this bridge's forward rules, once each and in order, and hold no other
+// copy further down. Other berth bridges' forward rules may come first:
+// each bridge's EnsureBridge puts its own on top, and with two bridges
+// each would otherwise move its rules above the other's on every call.
+func (n *Network) openedOnTop(family nftables.TableFamily, rules []*nftables.Rule) bool {
+	want := forwardRules(n.bridge, family)
+	if len(n.ownRules(rules)) != len(want) {
+		return false
+	}
+	i := 0
+	for i < len(rules) && isForwardTag(ruleComment(rules[i])) && ruleComment(rules[i]) != n.forwardTag() {
+		i++
+	}
+	if len(rules)-i < len(want) {
+		return false
+	}
+	for j, e := range want {
+		r := rules[i+j]
+		if ruleComment(r) != n.forwardTag() || !sameExprs(family, r.Exprs, e) {
+			return false
+		}
+	}
+	return true
+}
+
+// isForwardTag reports whether an nft comment is forwardTag's, of any
+// bridge.
+func isForwardTag(c string) bool {
+	return strings.HasPrefix(c, "berth bridge=") && strings.HasSuffix(c, " forward")
 }
 
 // ForwardBlockers lists the nf_tables base chains, in tables other than
@@ -185,10 +224,11 @@ func (n *Network) ownRules(c *nftables.Conn, ch *nftables.Chain) ([]*nftables.Ru
 // among them) and iptables-legacy, which nf_tables cannot see, are not
 // detected.
 func (n *Network) ForwardBlockers() ([]string, error) {
-	c, err := nftables.New()
+	c, err := newConn()
 	if err != nil {
-		return nil, fmt.Errorf("network: nftables: %w", err)
+		return nil, err
 	}
+	defer func() { _ = c.CloseLasting() }()
 	return n.forwardBlockers(c)
 }
 
@@ -199,11 +239,11 @@ func (n *Network) forwardBlockers(c *nftables.Conn) ([]string, error) {
 	}
 	opened := map[string]bool{}
 	for _, t := range p.targets {
-		own, err := n.ownRules(c, t)
+		rules, err := chainRules(c, t)
 		if err != nil {
 			return nil, err
 		}
-		opened[chainKey(t)] = len(own) > 0
+		opened[chainKey(t)] = len(n.ownRules(rules)) > 0
 	}
 	found := make([]string, 0, len(p.blockers))
 	for _, b := range p.blockers {
@@ -231,7 +271,8 @@ func (n *Network) withForwardLock(fn func() error) (err error) {
 
 // openForwarding puts this bridge's accept rules at the top of the chain
 // each forward blocker expects them in, replacing any earlier copy (there,
-// or in a chain that is no longer the target), in one transaction.
+// or in a chain that is no longer the target), in one transaction; when
+// they are in place already it only reads.
 func (n *Network) openForwarding() error {
 	return n.withForwardLock(func() error {
 		return retryGone(func() error { return n.setForwardRules(true) })
@@ -257,26 +298,47 @@ func retryGone(fn func() error) error {
 }
 
 func (n *Network) setForwardRules(open bool) error {
-	c, err := nftables.New()
+	c, err := newConn()
 	if err != nil {
-		return fmt.Errorf("network: nftables: %w", err)
+		return err
 	}
+	defer func() { _ = c.CloseLasting() }()
 	p, err := n.planForward(c)
 	if err != nil {
 		return err
 	}
-	queued := false
+	target := map[string]bool{}
+	for _, ch := range p.targets {
+		target[chainKey(ch)] = true
+	}
+	// In place: each target opens with this bridge's rules and no other
+	// chain holds any. Then nothing is rewritten (the usual case), which
+	// keeps the rules where they are and the kernel from having rules to
+	// free (see newConn).
+	inPlace := open
+	var del []*nftables.Rule
 	for _, ch := range p.scan {
-		own, err := n.ownRules(c, ch)
+		rules, err := chainRules(c, ch)
 		if err != nil {
 			return err
 		}
-		for _, r := range own {
-			if err := c.DelRule(r); err != nil {
-				return fmt.Errorf("network: nftables: %w", err)
-			}
-			queued = true
+		own := n.ownRules(rules)
+		del = append(del, own...)
+		if open && target[chainKey(ch)] {
+			inPlace = inPlace && n.openedOnTop(ch.Table.Family, rules)
+		} else if len(own) > 0 {
+			inPlace = false
 		}
+	}
+	if inPlace {
+		return nil
+	}
+	queued := false
+	for _, r := range del {
+		if err := c.DelRule(r); err != nil {
+			return fmt.Errorf("network: nftables: %w", err)
+		}
+		queued = true
 	}
 	if open {
 		tag := comment(n.forwardTag())

@@ -324,6 +324,41 @@ func TestCoexistDropPolicy(t *testing.T) {
 	}
 	checkBlockers(t, n, "inet "+name+" forward (opened in forward)", "ip6 "+name+" forward (opened in forward)")
 
+	// In place: a further call rewrites nothing (the handles stay).
+	opened, opened6 := dumpRules(t, fw), dumpRules(t, fw6)
+	if err := n.EnsureBridge(); err != nil {
+		t.Fatal(err)
+	}
+	if got, got6 := dumpRules(t, fw), dumpRules(t, fw6); !slices.Equal(got, opened) || !slices.Equal(got6, opened6) {
+		t.Fatalf("EnsureBridge rewrote rules in place:\n%q\n%q\nwere\n%q\n%q", got, got6, opened, opened6)
+	}
+	// The tool inserts a rule above berth's: berth's go back to the top.
+	c := nftConn(t)
+	c.InsertRule(&nftables.Rule{Table: fw.Table, Chain: fw, UserData: comment("the tool's later rule"),
+		Exprs: concat(iifnameIs("bt-nonexistent2"), []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}})})
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.reach(); err != nil {
+		t.Fatalf("client -> published port with a rule above berth's: %v", err)
+	}
+	if err := n.EnsureBridge(); err != nil {
+		t.Fatal(err)
+	}
+	berth, rest := berthRules(n, dumpRules(t, fw))
+	if len(berth) != 3 || len(rest) != len(before)+1 || !strings.Contains(rest[0], "the tool's later rule") || !slices.Equal(rest[1:], before) {
+		t.Fatalf("inet forward after a rule was inserted above berth's: berth's rules %q, the rest %q", berth, rest)
+	}
+	c = nftConn(t)
+	if rules, err := c.GetRules(fw.Table, fw); err != nil {
+		t.Fatal(err)
+	} else if err := c.DelRule(rules[3]); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
 	for range 2 {
 		if err := n.Remove(); err != nil {
 			t.Fatal(err)
@@ -490,5 +525,50 @@ func TestCoexistIptablesNFT(t *testing.T) {
 	}
 	if got := iptables("-S"); got != before {
 		t.Fatalf("iptables -S after Remove:\n%s\nwant\n%s", got, before)
+	}
+}
+
+// TestCoexistTwoBridges: two berth networks open the same blocking chain;
+// each keeps one copy of its rules above the other tool's, and once both
+// are in place neither EnsureBridge moves anything (each would otherwise
+// push its rules above the other's on every call). Remove of one leaves
+// the other's.
+func TestCoexistTwoBridges(t *testing.T) {
+	privateHost(t)
+	a, b := newHostNetwork(t), newHostNetwork(t)
+	name := "berthtest_two_" + randHex(t, 6)
+	_, fw := addBlockerTable(t, nftables.TableFamilyINet, name, "forward")
+	before := dumpRules(t, fw)
+	for _, n := range []*Network{a, b, a, b} {
+		if err := n.EnsureBridge(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opened := dumpRules(t, fw)
+	for _, n := range []*Network{a, b, b, a} {
+		if err := n.EnsureBridge(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := dumpRules(t, fw); !slices.Equal(got, opened) {
+		t.Fatalf("EnsureBridge of two bridges moved rules in place:\n%q\nwere\n%q", got, opened)
+	}
+	count := func(n *Network, dump []string) int {
+		c := 0
+		for _, s := range dump {
+			if strings.Contains(s, fmt.Sprintf("%q", n.forwardTag())) {
+				c++
+			}
+		}
+		return c
+	}
+	if count(a, opened) != 3 || count(b, opened) != 3 || !slices.Equal(opened[6:], before) {
+		t.Fatalf("forward chain with two bridges: %q (want 3 rules of each on top of %q)", opened, before)
+	}
+	if err := a.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if got := dumpRules(t, fw); count(a, got) != 0 || count(b, got) != 3 || !slices.Equal(got[3:], before) {
+		t.Fatalf("forward chain after Remove of one bridge: %q", got)
 	}
 }

@@ -3,7 +3,6 @@
 package network
 
 import (
-	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 )
 
@@ -19,10 +18,11 @@ func (n *Network) BridgeExists() bool {
 // firewall flushed the ruleset, when callers reconcile to bring the rules
 // of running tasks back.
 func (n *Network) TableExists() bool {
-	c, err := nftables.New()
+	c, err := newConn()
 	if err != nil {
 		return false
 	}
+	defer func() { _ = c.CloseLasting() }()
 	for _, f := range n.families() {
 		if _, err := c.ListTableOfFamily(n.table, f); err != nil {
 			return false

@@ -33,7 +33,7 @@ import (
 // address the calling thread's namespace has falls into.
 func freeSubnet6(t *testing.T) netip.Prefix {
 	t.Helper()
-	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V6)
+	addrs, err := retryDump(func() ([]netlink.Addr, error) { return netlink.AddrList(nil, netlink.FAMILY_V6) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,7 +377,7 @@ func TestDualStackSetupTask(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addrs, err := netlink.AddrList(br, netlink.FAMILY_V6)
+	addrs, err := retryDump(func() ([]netlink.Addr, error) { return netlink.AddrList(br, netlink.FAMILY_V6) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -732,7 +732,7 @@ func TestIPv6Reconcile(t *testing.T) {
 	// A leftover of a task without a lease, aimed at the IPv6 subnet.
 	c = nftConn(t)
 	n.addPortRules(c, taskPortRules("ghost", n.gateway.Next().Next().Next(), n.gateway6.Next().Next().Next(),
-		[]PortMapping{{HostIP: oc.host6, HostPort: base + 2, ContainerPort: 80, Proto: TCP}}))
+		[]PortMapping{{HostIP: oc.host6, HostPort: base + 2, ContainerPort: 80, Proto: TCP}}), nil)
 	if err := c.Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -834,7 +834,7 @@ func TestIPv4OnlyNoIPv6(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g := global(netlink.AddrList(br, netlink.FAMILY_V6)); len(g) != 0 {
+	if g := global(retryDump(func() ([]netlink.Addr, error) { return netlink.AddrList(br, netlink.FAMILY_V6) })); len(g) != 0 {
 		t.Fatalf("IPv6 addresses on the bridge: %v", g)
 	}
 	nsh, err := netns.GetFromPath(ep.NetNSPath)

@@ -14,12 +14,14 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/berth-dev/berth/internal/testrig"
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -35,7 +37,7 @@ func randHex(t *testing.T, n int) string {
 // freeSubnet picks a random /24 in 10.213.0.0/16 that no address on the host
 // falls into.
 func freeSubnet(t *testing.T) netip.Prefix {
-	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	addrs, err := retryDump(func() ([]netlink.Addr, error) { return netlink.AddrList(nil, netlink.FAMILY_V4) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +282,7 @@ func TestEnsureBridge(t *testing.T) {
 	if br.Type() != "bridge" || br.Attrs().Flags&net.FlagUp == 0 {
 		t.Fatalf("%s: type %s flags %v", n.bridge, br.Type(), br.Attrs().Flags)
 	}
-	addrs, err := netlink.AddrList(br, netlink.FAMILY_V4)
+	addrs, err := retryDump(func() ([]netlink.Addr, error) { return netlink.AddrList(br, netlink.FAMILY_V4) })
 	if err != nil || len(addrs) != 1 || addrs[0].IPNet.String() != netip.PrefixFrom(n.gateway, n.subnet.Bits()).String() {
 		t.Fatalf("addresses of %s: %v, %v", n.bridge, addrs, err)
 	}
@@ -312,6 +314,151 @@ func TestEnsureBridge(t *testing.T) {
 	}
 	if tableExists(n.table) {
 		t.Error("table still there after Remove")
+	}
+}
+
+// postRules describes the rules of the network's ip postrouting chain:
+// handle and comment, so that two listings compare equal only if no rule
+// was added, removed or replaced.
+func postRules(t *testing.T, n *Network) []string {
+	t.Helper()
+	tbl := n.nftTable()
+	_, _, post := n.nftChains(tbl)
+	rules, err := nftConn(t).GetRules(tbl, post)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, r := range rules {
+		out = append(out, fmt.Sprintf("%d %s", r.Handle, ruleComment(r)))
+	}
+	return out
+}
+
+// checkMasqRules checks that the ip postrouting chain holds exactly the
+// bridge's masquerade rules, in order.
+func checkMasqRules(t *testing.T, n *Network) {
+	t.Helper()
+	tbl := n.nftTable()
+	_, _, post := n.nftChains(tbl)
+	rules, err := nftConn(t).GetRules(tbl, post)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := n.masqRules(nftables.TableFamilyIPv4)
+	ok := len(rules) == len(want)
+	for i := 0; ok && i < len(rules); i++ {
+		ok = ruleComment(rules[i]) == n.bridgeTag() && exprBytes(t, rules[i].Exprs) == exprBytes(t, want[i])
+	}
+	if !ok {
+		t.Fatalf("postrouting: %q, want the bridge's %d masquerade rules", postRules(t, n), len(want))
+	}
+}
+
+// exprBytes is the netlink form of an IPv4 rule's expressions.
+func exprBytes(t *testing.T, exprs []expr.Any) string {
+	t.Helper()
+	var b []byte
+	for _, e := range exprs {
+		m, err := expr.Marshal(byte(nftables.TableFamilyIPv4), e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = append(b, m...)
+	}
+	return string(b)
+}
+
+// TestEnsureBridgeReadsOnly: once everything is in place EnsureBridge
+// rewrites nothing (the rules keep their handles, the address stays), and
+// it still repairs what differs: a missing, doubled or changed masquerade
+// rule, a missing chain, a missing gateway address, a bridge that is down.
+func TestEnsureBridgeReadsOnly(t *testing.T) {
+	n := newHostNetwork(t)
+	if err := n.EnsureBridge(); err != nil {
+		t.Fatal(err)
+	}
+	before := postRules(t, n)
+	if err := n.EnsureBridge(); err != nil {
+		t.Fatal(err)
+	}
+	if got := postRules(t, n); !slices.Equal(got, before) {
+		t.Fatalf("EnsureBridge rewrote the rules in place:\n%q\nwas\n%q", got, before)
+	}
+	checkMasqRules(t, n)
+
+	tbl := n.nftTable()
+	pre, _, post := n.nftChains(tbl)
+	rules, err := nftConn(t).GetRules(tbl, post)
+	if err != nil || len(rules) != 3 {
+		t.Fatalf("postrouting: %d rules, %v", len(rules), err)
+	}
+	tag := comment(n.bridgeTag())
+	for _, tc := range []struct {
+		name   string
+		damage func(c *nftables.Conn)
+	}{
+		{"a rule missing", func(c *nftables.Conn) {
+			rules, _ := c.GetRules(tbl, post)
+			_ = c.DelRule(rules[1])
+		}},
+		{"a rule twice", func(c *nftables.Conn) {
+			c.AddRule(&nftables.Rule{Table: tbl, Chain: post, Exprs: n.masqRules(nftables.TableFamilyIPv4)[0], UserData: tag})
+		}},
+		{"a rule changed", func(c *nftables.Conn) {
+			rules, _ := c.GetRules(tbl, post)
+			_ = c.DelRule(rules[2])
+			c.AddRule(&nftables.Rule{Table: tbl, Chain: post, UserData: tag,
+				Exprs: concat(matchOifname(n.bridge, true), matchSaddr(netip.MustParsePrefix("192.0.2.0/24")), matchCtDNAT(), masq())})
+		}},
+		{"rules out of order", func(c *nftables.Conn) {
+			rules, _ := c.GetRules(tbl, post)
+			_ = c.DelRule(rules[0])
+			c.AddRule(&nftables.Rule{Table: tbl, Chain: post, Exprs: n.masqRules(nftables.TableFamilyIPv4)[0], UserData: tag})
+		}},
+		{"a chain missing", func(c *nftables.Conn) { c.DelChain(pre) }},
+	} {
+		c := nftConn(t)
+		tc.damage(c)
+		if err := c.Flush(); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if err := n.EnsureBridge(); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		checkMasqRules(t, n)
+		chains, err := listChains(nftConn(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ch := range []*nftables.Chain{pre, post} {
+			if !chains.hasAsMade(ch) {
+				t.Fatalf("%s: chain %s not back", tc.name, ch.Name)
+			}
+		}
+	}
+
+	br, err := netlink.LinkByName(n.bridge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := &netlink.Addr{IPNet: &net.IPNet{IP: n.gateway.AsSlice(), Mask: net.CIDRMask(n.subnet.Bits(), 32)}}
+	if err := netlink.AddrDel(br, gw); err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetDown(br); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.EnsureBridge(); err != nil {
+		t.Fatal(err)
+	}
+	br, err = netlink.LinkByName(n.bridge)
+	if err != nil || br.Attrs().Flags&net.FlagUp == 0 {
+		t.Fatalf("bridge not up again: %v", err)
+	}
+	addrs, err := retryDump(func() ([]netlink.Addr, error) { return netlink.AddrList(br, netlink.FAMILY_V4) })
+	if err != nil || len(addrs) != 1 || !addrs[0].IP.Equal(gw.IP) {
+		t.Fatalf("addresses of %s after EnsureBridge: %v, %v", n.bridge, addrs, err)
 	}
 }
 

@@ -9,9 +9,10 @@ import (
 )
 
 // Host sockets that a published port would take packets from: TCP sockets
-// in LISTEN state and bound UDP sockets, read from /proc/net/{tcp,tcp6,udp,
-// udp6}. The parser is kept apart from the reading so that it can be tested
-// and fuzzed anywhere.
+// in LISTEN state and bound UDP sockets, as the kernel's socket diagnostics
+// (netlink sock_diag) report them or, failing that, /proc/net/{tcp,tcp6,
+// udp,udp6} lists them. The parsers are kept apart from the reading so that
+// they can be tested and fuzzed anywhere.
 
 // tcpListen is TCP_LISTEN in the st column of /proc/net/tcp.
 const tcpListen = 0x0A
@@ -142,6 +143,46 @@ func parseProcNetAddr(b []byte) (netip.AddrPort, error) {
 		a = netip.AddrFrom16(raw)
 	}
 	return netip.AddrPortFrom(a, uint16(port)), nil
+}
+
+// Address families as sock_diag reports them (AF_INET, AF_INET6 on Linux).
+const (
+	diagFamilyIPv4 = 2
+	diagFamilyIPv6 = 10
+)
+
+// sizeofInetDiagMsg is the size of struct inet_diag_msg (linux/inet_diag.h),
+// the start of each of sock_diag's answers.
+const sizeofInetDiagMsg = 72
+
+// parseDiagMsg parses one socket of a sock_diag dump of protocol proto:
+// struct inet_diag_msg,
+//
+//	0  family, state, timer, retrans: one byte each
+//	4  source port, destination port: big endian 16 bits each
+//	8  source address, 16 bytes (IPv4: the first 4)
+//	24 destination address, 16 bytes
+//	40 interface, cookie (2 words)
+//	52 expires, rqueue, wqueue, uid, inode: host-order 32 bits each
+//
+// possibly followed by attributes, which are ignored. A short message or an
+// unknown family is an error, as a malformed line of /proc/net is.
+func parseDiagMsg(b []byte, proto Proto) (hostSocket, error) {
+	if len(b) < sizeofInetDiagMsg {
+		return hostSocket{}, fmt.Errorf("sock_diag message of %d bytes, want at least %d", len(b), sizeofInetDiagMsg)
+	}
+	var a netip.Addr
+	switch b[0] {
+	case diagFamilyIPv4:
+		a = netip.AddrFrom4([4]byte(b[8:12]))
+	case diagFamilyIPv6:
+		a = netip.AddrFrom16([16]byte(b[8:24]))
+	default:
+		return hostSocket{}, fmt.Errorf("sock_diag message of address family %d", b[0])
+	}
+	port := binary.BigEndian.Uint16(b[4:6])
+	inode := binary.NativeEndian.Uint32(b[68:72])
+	return hostSocket{proto: proto, local: netip.AddrPortFrom(a, port), state: b[1], inode: uint64(inode)}, nil
 }
 
 func isHex(b []byte) bool {

@@ -218,3 +218,46 @@ func FuzzParseProcNet(f *testing.F) {
 		}
 	})
 }
+
+// diagMsg builds a struct inet_diag_msg as the kernel sends it.
+func diagMsg(family, state byte, local netip.AddrPort, inode uint32) []byte {
+	b := make([]byte, sizeofInetDiagMsg)
+	b[0], b[1] = family, state
+	binary.BigEndian.PutUint16(b[4:], local.Port())
+	copy(b[8:24], local.Addr().AsSlice())
+	binary.NativeEndian.PutUint32(b[68:], inode)
+	return b
+}
+
+// TestParseDiagMsg: sock_diag's answers read as the /proc/net lines of the
+// same sockets do; short messages and unknown families are errors.
+func TestParseDiagMsg(t *testing.T) {
+	for _, tt := range []struct {
+		msg  []byte
+		want hostSocket
+	}{
+		{diagMsg(diagFamilyIPv4, tcpListen, netip.MustParseAddrPort("127.0.0.1:8080"), 4242),
+			hostSocket{TCP, netip.MustParseAddrPort("127.0.0.1:8080"), tcpListen, 4242}},
+		{diagMsg(diagFamilyIPv6, tcpListen, netip.MustParseAddrPort("[::]:80"), 27181),
+			hostSocket{TCP, netip.MustParseAddrPort("[::]:80"), tcpListen, 27181}},
+		{diagMsg(diagFamilyIPv6, tcpListen, netip.MustParseAddrPort("[::ffff:127.0.0.1]:8082"), 27183),
+			hostSocket{TCP, netip.MustParseAddrPort("[::ffff:127.0.0.1]:8082"), tcpListen, 27183}},
+		// With attributes after the message.
+		{append(diagMsg(diagFamilyIPv4, 7, netip.MustParseAddrPort("127.0.0.53:53"), 17205), 8, 0, 1, 0, 0, 0, 0, 0),
+			hostSocket{TCP, netip.MustParseAddrPort("127.0.0.53:53"), 7, 17205}},
+	} {
+		got, err := parseDiagMsg(tt.msg, TCP)
+		if err != nil || got != tt.want {
+			t.Errorf("parseDiagMsg = %v, %v; want %v", sockStrings([]hostSocket{got}), err, sockStrings([]hostSocket{tt.want}))
+		}
+	}
+	for _, bad := range [][]byte{
+		nil,
+		diagMsg(diagFamilyIPv4, tcpListen, netip.MustParseAddrPort("127.0.0.1:1"), 1)[:sizeofInetDiagMsg-1],
+		diagMsg(1, tcpListen, netip.MustParseAddrPort("127.0.0.1:1"), 1),
+	} {
+		if s, err := parseDiagMsg(bad, TCP); err == nil {
+			t.Errorf("parseDiagMsg(%x) = %v, want an error", bad, sockStrings([]hostSocket{s}))
+		}
+	}
+}

@@ -3,11 +3,13 @@
 package network
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/google/nftables"
@@ -110,7 +112,8 @@ func (n *Network) nftChains(t *nftables.Table) (pre, out, post *nftables.Chain) 
 }
 
 // addNATTable queues the creation of the family's table and its chains;
-// both are no-ops if they exist.
+// both are no-ops if they exist, but see newConn: only queue it when a
+// table or chain is missing.
 func (n *Network) addNATTable(c *nftables.Conn, family nftables.TableFamily) natTable {
 	nt := n.natTable(family)
 	c.AddTable(nt.t)
@@ -118,6 +121,72 @@ func (n *Network) addNATTable(c *nftables.Conn, family nftables.TableFamily) nat
 	c.AddChain(nt.out)
 	c.AddChain(nt.post)
 	return nt
+}
+
+// newConn opens one nf_tables netlink socket for all the reads and
+// transactions of a call; the caller closes it with CloseLasting.
+//
+// The library's default, a socket per request, costs time: closing an
+// nf_tables socket waits until the kernel has freed what earlier
+// transactions deleted or replaced, which takes an RCU grace period (5 to
+// 15 ms on the test machine). A transaction that only adds rules leaves
+// nothing to free; one that deletes rules, or that names an existing chain
+// again (AddChain of a chain that is there is an update in the kernel, even
+// when nothing changes), does. So calls check what exists before queueing
+// tables and chains, and close their one socket last, after whatever else
+// they do, by which time the grace period has mostly passed.
+func newConn() (*nftables.Conn, error) {
+	c, err := nftables.New(nftables.AsLasting())
+	if err != nil {
+		return nil, fmt.Errorf("network: nftables: %w", err)
+	}
+	return c, nil
+}
+
+// chainSet indexes chains read with ListChains by family, table and name.
+type chainSet map[string]*nftables.Chain
+
+func listChains(c *nftables.Conn) (chainSet, error) {
+	chains, err := c.ListChains()
+	if err != nil {
+		return nil, fmt.Errorf("network: list nf_tables chains: %w", err)
+	}
+	set := make(chainSet, len(chains))
+	for _, ch := range chains {
+		set[chainKey(ch)] = ch
+	}
+	return set, nil
+}
+
+// has reports whether the chain exists.
+func (s chainSet) has(ch *nftables.Chain) bool { return s[chainKey(ch)] != nil }
+
+// hasAsMade reports whether the chain exists as nftChains makes it: a NAT
+// chain on the same hook, with the same priority.
+func (s chainSet) hasAsMade(want *nftables.Chain) bool {
+	ch := s[chainKey(want)]
+	return ch != nil && ch.Type == want.Type &&
+		ch.Hooknum != nil && *ch.Hooknum == *want.Hooknum &&
+		ch.Priority != nil && *ch.Priority == *want.Priority
+}
+
+// sameExprs reports whether a rule read from the kernel has the given
+// expressions, compared in the form they are sent to the kernel in.
+func sameExprs(family nftables.TableFamily, have, want []expr.Any) bool {
+	if len(have) != len(want) {
+		return false
+	}
+	for i := range have {
+		a, err := expr.Marshal(byte(family), have[i])
+		if err != nil {
+			return false
+		}
+		b, err := expr.Marshal(byte(family), want[i])
+		if err != nil || !bytes.Equal(a, b) {
+			return false
+		}
+	}
+	return true
 }
 
 func comment(s string) []byte { return userdata.AppendString(nil, userdata.TypeComment, s) }
@@ -147,44 +216,79 @@ func (n *Network) withPortLock(fn func() error) (err error) {
 	return fn()
 }
 
-// ensureTable creates the tables (ip, and ip6 on a dual-stack network) and
-// their chains and (re)installs this bridge's masquerade rules, in one
-// transaction.
+// ensureTable makes sure the tables (ip, and ip6 on a dual-stack network)
+// have their chains and this bridge's masquerade rules, exactly once and in
+// order. It reads the chains (one dump) and each postrouting chain (one
+// dump each) and changes nothing when all is in place, the usual case;
+// otherwise it creates what is missing and replaces this bridge's rules, in
+// one transaction.
 func (n *Network) ensureTable() error {
 	return n.withPortLock(func() error {
-		c, err := nftables.New()
+		c, err := newConn()
 		if err != nil {
-			return fmt.Errorf("network: nftables: %w", err)
+			return err
 		}
-		var tables []natTable
-		for _, f := range n.families() {
-			tables = append(tables, n.addNATTable(c, f))
-		}
-		if err := c.Flush(); err != nil {
-			return fmt.Errorf("network: create nf_tables table %s: %w", n.table, err)
+		defer func() { _ = c.CloseLasting() }()
+		chains, err := listChains(c)
+		if err != nil {
+			return err
 		}
 		tag := comment(n.bridgeTag())
-		for _, nt := range tables {
-			old, err := c.GetRules(nt.t, nt.post)
-			if err != nil {
-				return fmt.Errorf("network: list nf_tables chain %s %s: %w", fwFamilies[nt.t.Family], chainPostrouting, err)
-			}
-			for _, r := range old {
-				if n.isBridgeRule(ruleComment(r)) {
-					if err := c.DelRule(r); err != nil {
-						return fmt.Errorf("network: nftables: %w", err)
+		queued := false
+		for _, f := range n.families() {
+			nt := n.natTable(f)
+			var own []*nftables.Rule
+			if chains.has(nt.post) {
+				rules, err := c.GetRules(nt.t, nt.post)
+				if err != nil {
+					return fmt.Errorf("network: list nf_tables chain %s %s: %w", fwFamilies[f], chainPostrouting, err)
+				}
+				for _, r := range rules {
+					if n.isBridgeRule(ruleComment(r)) {
+						own = append(own, r)
 					}
 				}
 			}
-			for _, e := range n.masqRules(nt.t.Family) {
+			want := n.masqRules(f)
+			complete := chains.hasAsMade(nt.pre) && chains.hasAsMade(nt.out) && chains.hasAsMade(nt.post)
+			if complete && sameRules(own, want) {
+				continue
+			}
+			if !complete {
+				n.addNATTable(c, f)
+			}
+			for _, r := range own {
+				if err := c.DelRule(r); err != nil {
+					return fmt.Errorf("network: nftables: %w", err)
+				}
+			}
+			for _, e := range want {
 				c.AddRule(&nftables.Rule{Table: nt.t, Chain: nt.post, Exprs: e, UserData: tag})
 			}
+			queued = true
+		}
+		if !queued {
+			return nil
 		}
 		if err := c.Flush(); err != nil {
-			return fmt.Errorf("network: nf_tables masquerade rules for %s: %w", n.bridge, err)
+			return fmt.Errorf("network: nf_tables table %s, masquerade rules for %s: %w", n.table, n.bridge, err)
 		}
 		return nil
 	})
+}
+
+// sameRules reports whether rules, read from the kernel, are want's rules
+// in order.
+func sameRules(rules []*nftables.Rule, want [][]expr.Any) bool {
+	if len(rules) != len(want) {
+		return false
+	}
+	for i, r := range rules {
+		if !sameExprs(r.Table.Family, r.Exprs, want[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // masqRules are the bridge's postrouting rules in the family's table (see
@@ -309,14 +413,18 @@ func taskPortRules(taskID string, addr, addr6 netip.Addr, ports []PortMapping) [
 }
 
 // addPortRules queues DNAT rules, each in prerouting and in output of its
-// family's table, and the creation of the tables and chains they need
-// (no-ops if they exist).
-func (n *Network) addPortRules(c *nftables.Conn, rules []portRule) {
+// family's table, and the creation of the tables and chains they need,
+// unless ready says the family's table has them (see natRules).
+func (n *Network) addPortRules(c *nftables.Conn, rules []portRule, ready map[nftables.TableFamily]bool) {
 	tables := map[nftables.TableFamily]natTable{}
 	for _, r := range rules {
 		nt, ok := tables[r.family]
 		if !ok {
-			nt = n.addNATTable(c, r.family)
+			if ready[r.family] {
+				nt = n.natTable(r.family)
+			} else {
+				nt = n.addNATTable(c, r.family)
+			}
 			tables[r.family] = nt
 		}
 		tag := comment(r.tag)
@@ -325,44 +433,61 @@ func (n *Network) addPortRules(c *nftables.Conn, rules []portRule) {
 	}
 }
 
-// dnatRules returns the rules of the prerouting and output chains of the
-// network's tables (ip and ip6), none for a missing table or chain.
-func (n *Network) dnatRules(c *nftables.Conn) (pre, out []*nftables.Rule, err error) {
+// natRules are the rules of the prerouting and output chains of the
+// network's tables (ip and ip6), as dnatRules read them.
+type natRules struct {
+	pre, out []*nftables.Rule
+	// ready holds the families whose table has both chains as
+	// nftChains makes them, so that rules can go in without queueing the
+	// table and chains again (see newConn).
+	ready map[nftables.TableFamily]bool
+}
+
+// dnatRules reads the rules of the prerouting and output chains of the
+// network's tables (ip and ip6), none for a missing table or chain: one
+// dump of the chains, one of each chain that exists.
+func (n *Network) dnatRules(c *nftables.Conn) (*natRules, error) {
+	chains, err := listChains(c)
+	if err != nil {
+		return nil, err
+	}
+	nr := &natRules{ready: map[nftables.TableFamily]bool{}}
 	for _, f := range allFamilies {
-		if _, err := c.ListTableOfFamily(n.table, f); err != nil {
-			continue // gone (the library reports absence only as an error)
-		}
 		nt := n.natTable(f)
 		for _, x := range []struct {
 			ch    *nftables.Chain
 			rules *[]*nftables.Rule
-		}{{nt.pre, &pre}, {nt.out, &out}} {
+		}{{nt.pre, &nr.pre}, {nt.out, &nr.out}} {
+			if !chains.has(x.ch) {
+				continue
+			}
 			rules, err := c.GetRules(nt.t, x.ch)
-			if err != nil && !errors.Is(err, unix.ENOENT) {
-				return nil, nil, fmt.Errorf("network: list nf_tables chain %s %s: %w", fwFamilies[f], x.ch.Name, err)
+			if err != nil {
+				return nil, fmt.Errorf("network: list nf_tables chain %s %s: %w", fwFamilies[f], x.ch.Name, err)
 			}
 			*x.rules = append(*x.rules, rules...)
 		}
+		// A chain of the right name but another kind (a regular chain,
+		// say) is not ready: queueing the chains again makes the
+		// transaction fail, as it must, rather than put DNAT rules where
+		// no packet sees them.
+		nr.ready[f] = chains.hasAsMade(nt.pre) && chains.hasAsMade(nt.out)
 	}
-	return pre, out, nil
+	return nr, nil
 }
 
 // publishedPorts returns the host sides that tasks publish: those of the
-// DNAT rules in the table (of every network sharing it) and those the
-// leases record (which a flushed table may have lost). The caller holds
-// the port lock.
-func (n *Network) publishedPorts(c *nftables.Conn) ([]heldPort, error) {
+// DNAT rules in the table (of every network sharing it), as read into nr,
+// and those the leases record (which a flushed table may have lost). The
+// caller holds the port lock.
+func (n *Network) publishedPorts(nr *natRules) ([]heldPort, error) {
 	var held []heldPort
-	pre, _, err := n.dnatRules(c)
-	if err != nil {
-		return nil, err
-	}
-	for _, r := range pre {
+	for _, r := range nr.pre {
 		if task, proto, ap, _, ok := parseRuleTag(ruleComment(r)); ok {
 			held = append(held, heldPort{proto, ap, task})
 		}
 	}
-	err = n.withIPAMLock(func() error {
+	err := n.withIPAMLock(func() error {
 		leases, err := n.readLeaseRecords()
 		if err != nil {
 			return err
@@ -444,15 +569,20 @@ func (n *Network) AddPorts(taskID string, ports []PortMapping) ([]PortMapping, e
 	}
 	var resolved []PortMapping
 	err := n.withPortLock(func() error {
-		c, err := nftables.New()
-		if err != nil {
-			return fmt.Errorf("network: nftables: %w", err)
-		}
-		held, err := n.publishedPorts(c)
+		c, err := newConn()
 		if err != nil {
 			return err
 		}
-		socks, err := hostSockets()
+		defer func() { _ = c.CloseLasting() }()
+		nr, err := n.dnatRules(c)
+		if err != nil {
+			return err
+		}
+		held, err := n.publishedPorts(nr)
+		if err != nil {
+			return err
+		}
+		socks, err := hostSockets(protocols(req)...)
 		if err != nil {
 			return err
 		}
@@ -471,7 +601,7 @@ func (n *Network) AddPorts(taskID string, ports []PortMapping) ([]PortMapping, e
 		if err != nil {
 			return err
 		}
-		n.addPortRules(c, taskPortRules(taskID, l.Addr, n.addr6(l), resolved))
+		n.addPortRules(c, taskPortRules(taskID, l.Addr, n.addr6(l), resolved), nr.ready)
 		if err := c.Flush(); err != nil {
 			err = fmt.Errorf("network: publish ports of task %s: %w", taskID, err)
 			return errors.Join(err, n.restorePorts(taskID, old))
@@ -487,6 +617,17 @@ func (n *Network) AddPorts(taskID string, ports []PortMapping) ([]PortMapping, e
 	return resolved, nil
 }
 
+// protocols are the protocols of normalized mappings, each once.
+func protocols(ports []PortMapping) []Proto {
+	var ps []Proto
+	for _, p := range ports {
+		if !slices.Contains(ps, p.Proto) {
+			ps = append(ps, p.Proto)
+		}
+	}
+	return ps
+}
+
 // RemovePorts removes all port mappings of a task: it clears their record
 // in the task's lease and deletes their rules in one transaction (restoring
 // the record if that fails). A missing table, lease or mapping is fine.
@@ -494,9 +635,19 @@ func (n *Network) RemovePorts(taskID string) error {
 	if err := checkTaskID(taskID); err != nil {
 		return err
 	}
+	c, err := newConn()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = c.CloseLasting() }()
+	return n.removePorts(c, taskID)
+}
+
+// removePorts is RemovePorts on the caller's connection.
+func (n *Network) removePorts(c *nftables.Conn, taskID string) error {
 	return n.withPortLock(func() error {
 		_, old, recErr := n.setPorts(taskID, false, func([]portRecord) []portRecord { return nil })
-		err := n.deletePortRules(taskID)
+		err := n.deletePortRules(c, taskID)
 		if err != nil && recErr == nil && len(old) > 0 {
 			err = errors.Join(err, n.restorePorts(taskID, old))
 		}
@@ -506,17 +657,13 @@ func (n *Network) RemovePorts(taskID string) error {
 }
 
 // deletePortRules deletes the task's DNAT rules in one transaction.
-func (n *Network) deletePortRules(taskID string) error {
-	c, err := nftables.New()
-	if err != nil {
-		return fmt.Errorf("network: nftables: %w", err)
-	}
-	pre, out, err := n.dnatRules(c)
+func (n *Network) deletePortRules(c *nftables.Conn, taskID string) error {
+	nr, err := n.dnatRules(c)
 	if err != nil {
 		return err
 	}
 	found := false
-	for _, r := range append(pre, out...) {
+	for _, r := range append(nr.pre, nr.out...) {
 		if isTaskRule(ruleComment(r), taskID) {
 			if err := c.DelRule(r); err != nil {
 				return fmt.Errorf("network: nftables: %w", err)
@@ -536,11 +683,12 @@ func (n *Network) deletePortRules(taskID string) error {
 // portRules returns the comments of the task's DNAT rules, prefixed by
 // their chain ("ip6 " before it for family ip6), for tests.
 func (n *Network) portRules(taskID string) ([]string, error) {
-	c, err := nftables.New()
+	c, err := newConn()
 	if err != nil {
 		return nil, err
 	}
-	pre, out, err := n.dnatRules(c)
+	defer func() { _ = c.CloseLasting() }()
+	nr, err := n.dnatRules(c)
 	if err != nil {
 		return nil, err
 	}
@@ -548,7 +696,7 @@ func (n *Network) portRules(taskID string) ([]string, error) {
 	for _, x := range []struct {
 		name  string
 		rules []*nftables.Rule
-	}{{chainPrerouting, pre}, {chainOutput, out}} {
+	}{{chainPrerouting, nr.pre}, {chainOutput, nr.out}} {
 		for _, r := range x.rules {
 			if s := ruleComment(r); isTaskRule(s, taskID) {
 				prefix := ""

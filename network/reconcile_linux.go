@@ -79,11 +79,12 @@ func (n *Network) Reconcile(live func(taskID string) bool) (*ReconcileReport, er
 // tasks; the caller holds the port lock, under which every task's rules
 // are added after its lease exists.
 func (n *Network) reconcileRules(alive map[string]bool, rep *ReconcileReport) error {
-	c, err := nftables.New()
+	c, err := newConn()
 	if err != nil {
-		return fmt.Errorf("network: nftables: %w", err)
+		return err
 	}
-	pre, out, err := n.dnatRules(c)
+	defer func() { _ = c.CloseLasting() }()
+	nr, err := n.dnatRules(c)
 	if err != nil {
 		return err
 	}
@@ -97,7 +98,7 @@ func (n *Network) reconcileRules(alive map[string]bool, rep *ReconcileReport) er
 	for _, x := range []struct {
 		rules []*nftables.Rule
 		isPre bool
-	}{{pre, true}, {out, false}} {
+	}{{nr.pre, true}, {nr.out, false}} {
 		for _, r := range x.rules {
 			id, _, _, target, ok := parseRuleTag(ruleComment(r))
 			if !ok {
@@ -156,10 +157,13 @@ func (n *Network) reconcileRules(alive map[string]bool, rep *ReconcileReport) er
 				return fmt.Errorf("network: nftables: %w", err)
 			}
 		}
-		n.addPortRules(c, rules)
+		n.addPortRules(c, rules, nr.ready)
 		if err := c.Flush(); err != nil {
 			errs = append(errs, fmt.Errorf("network: rebuild port rules of task %s: %w", id, err))
 			continue
+		}
+		for _, r := range rules {
+			nr.ready[r.family] = true // made by the transaction, if it was missing
 		}
 		rep.Rebuilt = append(rep.Rebuilt, id)
 	}
@@ -191,7 +195,7 @@ func (n *Network) removeOrphans(rep *ReconcileReport) error {
 	if err != nil {
 		return fmt.Errorf("network: bridge %s: %w", n.bridge, err)
 	}
-	links, err := netlink.LinkList()
+	links, err := retryDump(netlink.LinkList)
 	if err != nil {
 		return fmt.Errorf("network: list links: %w", err)
 	}

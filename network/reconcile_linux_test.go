@@ -161,9 +161,9 @@ func TestReconcileRemoves(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.addPortRules(c, taskPortRules("ghost", n.gateway.Next().Next().Next(), netip.Addr{},
-		[]PortMapping{{HostIP: loopback, HostPort: base + 2, ContainerPort: 80, Proto: TCP}}))
+		[]PortMapping{{HostIP: loopback, HostPort: base + 2, ContainerPort: 80, Proto: TCP}}), nil)
 	n.addPortRules(c, taskPortRules("elsewhere", netip.MustParseAddr("192.0.2.10"), netip.Addr{},
-		[]PortMapping{{HostIP: netip.MustParseAddr("127.0.0.9"), HostPort: base + 2, ContainerPort: 80, Proto: TCP}}))
+		[]PortMapping{{HostIP: netip.MustParseAddr("127.0.0.9"), HostPort: base + 2, ContainerPort: 80, Proto: TCP}}), nil)
 	if err := c.Flush(); err != nil {
 		t.Fatal(err)
 	}

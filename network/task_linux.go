@@ -179,7 +179,16 @@ func (n *Network) TeardownTask(taskID string) error {
 		return err
 	}
 	var errs []error
-	if err := n.RemovePorts(taskID); err != nil {
+	// The rules go first and their socket is closed last: closing it waits
+	// until the kernel has freed the deleted rules (see newConn), and that
+	// wait then overlaps the veth's deletion, which waits out grace periods
+	// of its own.
+	c, err := newConn()
+	if err == nil {
+		defer func() { _ = c.CloseLasting() }()
+		err = n.removePorts(c, taskID)
+	}
+	if err != nil {
 		errs = append(errs, err)
 	}
 	if err := n.teardownPlumbing(taskID); err != nil {
