@@ -13,7 +13,9 @@
 #   direct     http://ADDR:CPORT/...      (ADDR: the container's bridge address)
 # under two workloads, both served from the same container (image:
 # testimage.App plus a ~0.5 KB /www/index.html, started with
-# sh -c 'httpd -p 8081 -h /www && exec testapp serve -listen :8080 >/dev/null'):
+# sh -c 'httpd -p 8081 -h /www && httpd -p 8082 -h /www && exec testapp serve
+# -listen :8080 >/dev/null'; the close workload's direct target loads the second
+# httpd, on 8082, so the two targets never meet each other's TIME_WAIT sockets):
 #   keepalive  testapp serve (Go net/http) GET /hello: wrk's connections carry
 #              every request, so this is the cost per packet
 #   close      busybox httpd GET /index.html: one connection per request,
