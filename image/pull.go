@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -396,8 +397,9 @@ func sha256Hash(b []byte) v1.Hash {
 	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
 }
 
-// ingestLayers brings every layer's blob and snapshot into the store, up to
-// jobs at a time.
+// ingestLayers brings every layer's blob and snapshot into the store: up
+// to jobs layers download and unpack at once, each then waits (without its
+// slot) for a shared sync that makes it durable, and is published.
 func (s *Store) ingestLayers(ctx context.Context, layers []Layer, jobs int, open func(Layer) (io.ReadCloser, error), progress func(Progress)) error {
 	if progress == nil {
 		progress = func(Progress) {}
@@ -405,131 +407,201 @@ func (s *Store) ingestLayers(ctx context.Context, layers []Layer, jobs int, open
 	for _, l := range layers {
 		progress(Progress{Digest: l.Digest, Phase: PhaseWaiting, Total: l.Size})
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(jobs)
+	// Opened before anything is written, so that it reports this pull's
+	// writeback errors.
+	sy, err := newSyncer(filepath.Join(s.root, snapshotsDir), filepath.Join(s.root, blobsDir))
+	if err != nil {
+		return err
+	}
+	defer sy.close()
+
+	// A layer that fails cancels the others' downloads, not the publishing
+	// of layers already verified: those stay for the next pull.
+	parent := ctx
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	fail := func(err error) error {
+		cancel(err)
+		return err
+	}
+	var unpack, publish errgroup.Group
+	unpack.SetLimit(jobs)
 	// The same chain ID twice in one image (rare, but legal) must not be
-	// unpacked by two goroutines of this process: the lock is per chain.
+	// unpacked by two goroutines of this process: the lock is per chain,
+	// held from before the unpack until after the publish.
 	for _, l := range layers {
-		g.Go(func() error {
-			return s.ingestLayer(gctx, l, open, progress)
+		unpack.Go(func() error {
+			pub, err := s.ingestLayer(ctx, l, open, progress)
+			if err != nil {
+				return fail(err)
+			}
+			if pub != nil {
+				publish.Go(func() error {
+					if err := pub(parent, sy); err != nil {
+						return fail(err)
+					}
+					return nil
+				})
+			}
+			return nil
 		})
 	}
-	return g.Wait()
+	errUnpack, errPublish := unpack.Wait(), publish.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return err // the first failure (or the caller's cancellation)
+	}
+	return errors.Join(errUnpack, errPublish) // nil: failures cancel ctx
 }
 
 // ingestLayer makes one layer's blob and snapshot present. Under the
 // chain-ID lock it removes a killed writer's leftovers, then streams the
 // compressed blob (from the registry, or from the store when only the
-// snapshot is missing) through a digest check into the blob store and,
-// decompressed, into a fresh snapshot dir; both are renamed into place only
-// after the blob digest, the size and the DiffID all check.
-func (s *Store) ingestLayer(ctx context.Context, l Layer, open func(Layer) (io.ReadCloser, error), progress func(Progress)) (err error) {
+// snapshot is missing) through a digest check into a temp blob file and,
+// decompressed, into a temp snapshot dir. Once the blob digest, the size
+// and the DiffID all check it returns a publish func, which still holds
+// the lock: it waits for a sync that makes both durable, then renames them
+// into place. A layer already present needs no publish (nil).
+func (s *Store) ingestLayer(ctx context.Context, l Layer, open func(Layer) (io.ReadCloser, error), progress func(Progress)) (publish func(context.Context, *syncer) error, err error) {
 	lock, err := s.lockSnapshot(ctx, l.ChainID)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer lock.Unlock()
+	var (
+		bw  *blobWriter
+		tmp string
+	)
+	// cleanup undoes everything not published and releases the lock; it
+	// runs on error here, or at the end of publish.
+	cleanup := func() {
+		if bw != nil {
+			bw.abort()
+		}
+		if tmp != "" {
+			os.RemoveAll(tmp)
+		}
+		lock.Unlock()
+	}
+	defer func() {
+		if publish == nil {
+			cleanup()
+		}
+	}()
 	s.removeTemps(snapshotsDir, l.ChainID.Hex)
 	s.removeTemps(blobsDir, l.ChainID.Hex)
 
 	haveBlob, haveSnap := s.hasBlob(l.Digest, l.Size), s.hasSnapshot(l.ChainID)
 	if haveBlob && haveSnap {
 		progress(Progress{Digest: l.Digest, Phase: PhaseExists, Current: l.Size, Total: l.Size})
-		return nil
+		return nil, nil
 	}
 
 	var src io.ReadCloser
-	var bw *blobWriter
 	if haveBlob {
 		if src, err = os.Open(s.blobPath(l.Digest)); err != nil {
-			return err
+			return nil, err
 		}
 	} else {
 		if src, err = open(l); err != nil {
-			return err
+			return nil, err
 		}
 		if bw, err = s.newBlobWriterKeyed(l.Digest, l.Size, l.ChainID.Hex); err != nil {
 			src.Close()
-			return err
+			return nil, err
 		}
-		defer bw.abort()
 	}
 	defer src.Close()
 
-	hasher := sha256.New()
 	counted := &progressReader{r: src, report: func(n int64) {
 		progress(Progress{Digest: l.Digest, Phase: PhasePulling, Current: n, Total: l.Size})
 	}}
-	var sink io.Writer = hasher
-	if bw != nil {
-		sink = io.MultiWriter(hasher, bw)
+	// The blob writer hashes what it writes; a blob read back from the
+	// store is hashed here.
+	var hasher hash.Hash
+	var sink io.Writer = bw
+	if bw == nil {
+		hasher = sha256.New()
+		sink = hasher
 	}
 	tee := io.TeeReader(counted, sink)
 
-	var tmp string
 	if !haveSnap {
 		tmp, err = os.MkdirTemp(filepath.Join(s.root, snapshotsDir), tmpPrefix+l.ChainID.Hex+"-")
 		if err != nil {
-			return err
+			return nil, err
 		}
-		defer func() {
-			if tmp != "" {
-				os.RemoveAll(tmp)
-			}
-		}()
 		fsDir := filepath.Join(tmp, "fs")
 		if err := os.Mkdir(fsDir, 0o755); err != nil {
-			return err
+			return nil, err
 		}
 		dec, err := layer.Decompress(tee)
 		if err != nil {
-			return fmt.Errorf("layer %s: %w", l.Digest, err)
+			return nil, fmt.Errorf("layer %s: %w", l.Digest, err)
 		}
-		res, err := layer.Apply(ctx, fsDir, dec, layer.Options{MaxSize: s.opts.MaxLayerSize})
+		// Download, digest and decompression run ahead in a goroutine of
+		// their own while Apply creates files.
+		ahead := layer.ReadAhead(dec)
+		res, err := layer.Apply(ctx, fsDir, ahead, layer.Options{MaxSize: s.opts.MaxLayerSize})
+		if err != nil {
+			src.Close() // the read-ahead may be blocked reading it
+		}
+		ahead.Close()
 		dec.Close()
 		if err != nil {
-			return fmt.Errorf("layer %s: %w", l.Digest, err)
+			return nil, fmt.Errorf("layer %s: %w", l.Digest, err)
 		}
 		if res.DiffID != l.DiffID.String() {
-			return fmt.Errorf("%w: layer %s uncompressed to %s, the image config says %s", ErrVerify, l.Digest, res.DiffID, l.DiffID)
+			return nil, fmt.Errorf("%w: layer %s uncompressed to %s, the image config says %s", ErrVerify, l.Digest, res.DiffID, l.DiffID)
 		}
 		meta := snapshotMeta{ChainID: l.ChainID, DiffID: l.DiffID, Size: res.Size, Entries: res.Entries, OpaqueRoot: res.OpaqueRoot, Created: time.Now().UTC()}
-		if err := writeJSON(filepath.Join(tmp, "meta.json"), meta); err != nil {
-			return err
+		// No fsync of its own: the sync before the publish covers it.
+		if err := writeNew(filepath.Join(tmp, "meta.json"), meta); err != nil {
+			return nil, err
 		}
 	}
 	// Read what the decompressor left (trailing bytes) so the digest covers
 	// the whole blob.
 	if _, err := io.Copy(io.Discard, tee); err != nil {
-		return fmt.Errorf("layer %s: %w", l.Digest, err)
-	}
-	if got := hex.EncodeToString(hasher.Sum(nil)); got != l.Digest.Hex {
-		return fmt.Errorf("%w: layer blob %s arrived with digest sha256:%s", ErrVerify, l.Digest, got)
+		return nil, fmt.Errorf("layer %s: %w", l.Digest, err)
 	}
 	if counted.n != l.Size {
-		return fmt.Errorf("%w: layer blob %s has %d bytes, the manifest says %d", ErrVerify, l.Digest, counted.n, l.Size)
+		return nil, fmt.Errorf("%w: layer blob %s has %d bytes, the manifest says %d", ErrVerify, l.Digest, counted.n, l.Size)
 	}
 	if bw != nil {
-		if err := bw.commit(); err != nil {
-			return err
+		if err := bw.finish(); err != nil {
+			return nil, err
 		}
+	} else if got := hex.EncodeToString(hasher.Sum(nil)); got != l.Digest.Hex {
+		return nil, fmt.Errorf("%w: layer blob %s arrived with digest sha256:%s", ErrVerify, l.Digest, got)
 	}
-	if tmp != "" {
-		// One syncfs makes every unpacked file durable before the rename
-		// publishes the snapshot.
-		if err := syncFS(tmp); err != nil {
-			return err
+
+	return func(ctx context.Context, sy *syncer) error {
+		defer cleanup()
+		// One syncfs, shared with the other layers that finished meanwhile,
+		// makes every unpacked file and the blob durable before a rename
+		// publishes them: a power cut never leaves a visible snapshot or
+		// blob with missing or torn content.
+		if err := sy.wait(ctx); err != nil {
+			return fmt.Errorf("layer %s: sync: %w", l.Digest, err)
 		}
-		if err := os.Rename(tmp, s.snapshotPath(l.ChainID)); err != nil {
-			return err
+		if bw != nil {
+			err := bw.publish()
+			bw = nil
+			if err != nil {
+				return err
+			}
 		}
-		tmp = ""
-		if err := syncDir(filepath.Join(s.root, snapshotsDir)); err != nil {
-			return err
+		if tmp != "" {
+			if err := os.Rename(tmp, s.snapshotPath(l.ChainID)); err != nil {
+				return err
+			}
+			tmp = ""
+			if err := syncDir(filepath.Join(s.root, snapshotsDir)); err != nil {
+				return err
+			}
 		}
-	}
-	progress(Progress{Digest: l.Digest, Phase: PhaseDone, Current: l.Size, Total: l.Size})
-	return nil
+		progress(Progress{Digest: l.Digest, Phase: PhaseDone, Current: l.Size, Total: l.Size})
+		return nil
+	}, nil
 }
 
 // progressReader counts bytes and reports at most every 100 ms.

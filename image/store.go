@@ -155,8 +155,10 @@ func (s *Store) readBlob(h v1.Hash) ([]byte, error) {
 	return b, nil
 }
 
-// blobWriter writes one blob to a temp file, hashing and counting; commit
-// verifies digest and size, fsyncs and renames it into place.
+// blobWriter writes one blob to a temp file, hashing and counting. commit
+// verifies digest and size, fsyncs and renames it into place; a layer's
+// blob is instead finished (verified) when written and published (renamed)
+// after the pull's shared sync.
 type blobWriter struct {
 	s    *Store
 	want v1.Hash
@@ -205,16 +207,35 @@ func (w *blobWriter) abort() {
 }
 
 func (w *blobWriter) commit() error {
-	defer w.abort()
+	if err := w.finish(); err != nil {
+		return err
+	}
+	if err := w.f.Sync(); err != nil {
+		w.abort()
+		return err
+	}
+	return w.publish()
+}
+
+// finish checks the blob's size and digest. The file stays open and in
+// place: publish renames it, abort removes it.
+func (w *blobWriter) finish() error {
 	if w.size >= 0 && w.n != w.size {
+		w.abort()
 		return fmt.Errorf("%w: blob %s has %d bytes, its descriptor says %d", ErrVerify, w.want, w.n, w.size)
 	}
 	if got := hex.EncodeToString(w.h.Sum(nil)); got != w.want.Hex {
+		w.abort()
 		return fmt.Errorf("%w: blob %s arrived with digest sha256:%s", ErrVerify, w.want, got)
 	}
-	if err := w.f.Sync(); err != nil {
-		return err
-	}
+	return nil
+}
+
+// publish renames a finished blob into place, for callers that have made
+// its content durable (commit's fsync, or a syncfs that began after
+// finish), and makes the rename durable.
+func (w *blobWriter) publish() error {
+	defer w.abort()
 	if err := w.f.Close(); err != nil {
 		return err
 	}
@@ -385,11 +406,20 @@ func (s *Store) removeTemps(dir, hexID string) {
 
 var _ io.Writer = (*blobWriter)(nil)
 
-// writeJSON writes a small JSON file atomically.
-func writeJSON(path string, v any) error {
+// writeNew writes a small JSON file that must not exist yet, without an
+// fsync: for files inside a temp dir that a later sync makes durable.
+func writeNew(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	return store.WriteFileAtomic(path, b, 0o600)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

@@ -8,13 +8,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// syncFS flushes the whole filesystem holding dir: cheaper than an fsync
-// per unpacked file.
-func syncFS(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
+// syncFD flushes the whole filesystem holding the open file f (syncfs),
+// cheaper than an fsync per unpacked file. It reports writeback errors
+// that happened since f was opened.
+func syncFD(f *os.File) error {
 	return unix.Syncfs(int(f.Fd()))
 }

@@ -2,6 +2,9 @@
 
 package image
 
-import "errors"
+import (
+	"errors"
+	"os"
+)
 
-func syncFS(string) error { return errors.ErrUnsupported }
+func syncFD(*os.File) error { return errors.ErrUnsupported }

@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/containerd/containerd/v2/pkg/archive"
 	"golang.org/x/sys/unix"
 )
 
@@ -33,19 +32,21 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts Options) (Result, 
 	}
 	c := &counter{ctx: ctx, r: r, h: sha256.New(), max: opts.MaxSize}
 	v := newValidator(opts, func() int64 { return c.n })
-
-	_, err := archive.Apply(ctx, dir, c,
-		archive.WithConvertWhiteout(archive.OverlayConvertWhiteout),
-		archive.WithFilter(v.filter))
+	w, err := newWriter(dir)
 	if err != nil {
+		return Result{}, err
+	}
+	defer w.close()
+
+	if err := applyEntries(ctx, tar.NewReader(c), v, w); err != nil {
 		return Result{Entries: v.entries}, classifyApply(ctx, c, err)
 	}
-	if err := v.makeOpaque(dir); err != nil {
+	if err := v.makeOpaque(w); err != nil {
 		return Result{Entries: v.entries}, err
 	}
 	// archive/tar stops after the end-of-archive marker's two zero blocks;
 	// the rest of the record padding belongs to the DiffID too.
-	if _, err := io.CopyBuffer(io.Discard, c, make([]byte, 32<<10)); err != nil {
+	if _, err := io.CopyBuffer(io.Discard, c, w.buf); err != nil {
 		return Result{Entries: v.entries}, classifyApply(ctx, c, err)
 	}
 	return Result{
@@ -54,6 +55,63 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts Options) (Result, 
 		Entries:    v.entries,
 		OpaqueRoot: v.opaqueRoot,
 	}, nil
+}
+
+// applyEntries reads the tar stream, lets the validator judge each header
+// (after cleaning its name as containerd's applier did, so that messages
+// name entries as before) and writes what it accepts: small new files in
+// the pool's workers, the rest itself, in order. Then it sets the
+// directories' times.
+func applyEntries(ctx context.Context, tr *tar.Reader, v *validator, w *writer) (err error) {
+	pool := newFilePool(w, poolWorkers)
+	defer func() {
+		if cerr := pool.close(err); err == nil {
+			err = cerr
+		}
+	}()
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := pool.failed(); err != nil {
+			return err
+		}
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		hdr.Name = filepath.Clean(hdr.Name)
+		ok, err := v.filter(hdr)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		if pool.takes(hdr, v.fresh) {
+			if err := pool.submit(hdr, tr); err != nil {
+				return fmt.Errorf("%s: %w", hdr.Name, err)
+			}
+			continue
+		}
+		// Removing or replacing something, or linking to a file, waits
+		// for the files handed over so far.
+		if !v.fresh || hdr.Typeflag == tar.TypeLink {
+			if err := pool.wait(); err != nil {
+				return err
+			}
+		}
+		if err := w.entry(hdr, tr); err != nil {
+			return fmt.Errorf("%s: %w", hdr.Name, err)
+		}
+	}
+	if err := pool.close(nil); err != nil {
+		return err
+	}
+	return w.finish()
 }
 
 func checkEmptyDir(dir string) error {
@@ -80,7 +138,7 @@ func checkEmptyDir(dir string) error {
 
 // makeOpaque marks the directories that a whiteout of this same layer
 // named: overlayfs must not show the lower layers' content below them.
-func (v *validator) makeOpaque(dir string) error {
+func (v *validator) makeOpaque(w *writer) error {
 	done := make(map[string]bool, len(v.opaque))
 	for _, name := range v.opaque {
 		n := v.lookup(name)
@@ -88,16 +146,19 @@ func (v *validator) makeOpaque(dir string) error {
 			continue
 		}
 		done[name] = true
-		// Every component is a directory this layer made (the tree says
-		// so), so the path follows no symlink.
-		if err := unix.Lsetxattr(filepath.Join(dir, name), "trusted.overlay.opaque", []byte("y"), 0); err != nil {
+		w.trim()
+		fd, err := w.dirFD(name)
+		if err == nil {
+			err = unix.Fsetxattr(fd, "trusted.overlay.opaque", []byte("y"), 0)
+		}
+		if err != nil {
 			return fmt.Errorf("mark %q opaque: %w", name, err)
 		}
 	}
 	return nil
 }
 
-// classifyApply maps archive.Apply's error onto the package's sentinels.
+// classifyApply maps applyEntries' error onto the package's sentinels.
 func classifyApply(ctx context.Context, c *counter, err error) error {
 	var ee *EntryError
 	switch {

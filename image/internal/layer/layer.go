@@ -5,22 +5,39 @@
 //
 // The caller streams
 //
-//	registry body → (tee: blob file + digest) → Decompress → Apply(tmpdir)
+//	registry body → (tee: blob file + digest) → Decompress → ReadAhead → Apply(tmpdir)
 //
-// and renames tmpdir to snapshots/<chainID> once the compressed digest and
-// the returned DiffID both check out.
+// (ReadAhead runs everything before it in a goroutine of its own) and
+// renames tmpdir to snapshots/<chainID> once the compressed digest and
+// the returned DiffID both check out and a sync has made it durable.
 //
 // # What Apply writes
 //
-// Apply uses containerd's pkg/archive with overlay whiteout conversion: a
-// whiteout entry ".wh.NAME" becomes a 0/0 character device NAME, an opaque
-// marker "DIR/.wh..wh..opq" becomes the xattr trusted.overlay.opaque=y on
-// DIR. Ownership, modes (setuid, setgid, sticky), mtimes, xattrs, hard links,
-// symlinks, device nodes and fifos are preserved. Whiteouts follow the OCI
-// rule that they apply only to lower layers: a whiteout for a name this same
-// layer also creates leaves this layer's entry in place, and when that entry
-// is a directory it is made opaque, so the lower layers' content below it
-// stays hidden.
+// Apply writes what containerd's pkg/archive applier with overlay whiteout
+// conversion wrote (it used that applier until it had its own writer, and
+// a test holds the two to the same trees): a whiteout entry ".wh.NAME"
+// becomes a 0/0 character device NAME, an opaque marker "DIR/.wh..wh..opq"
+// becomes the xattr trusted.overlay.opaque=y on DIR. Ownership, modes
+// (setuid, setgid, sticky), mtimes, xattrs, hard links, symlinks, device
+// nodes and fifos are preserved. Whiteouts follow the OCI rule that they
+// apply only to lower layers: a whiteout for a name this same layer also
+// creates leaves this layer's entry in place, and when that entry is a
+// directory it is made opaque, so the lower layers' content below it
+// stays hidden. A directory's times are set after everything below it is
+// written, on whatever holds its name by then (containerd followed a
+// symlink there, or failed when a later entry had replaced a directory
+// above it).
+//
+// The validator decides what is written; the writer then makes the kernel
+// hold it inside dir regardless: each directory written into is opened
+// with openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS) (or one O_NOFOLLOW
+// component at a time where openat2 is missing), and entries are created,
+// owned, moded and timed relative to that fd, never following a symlink in
+// the last component. Regular files cost openat, write, fchown, fchmod,
+// utimensat on the fd and close: no lstat per path component, no call by
+// full path. Small files that create a new name are written by two worker
+// goroutines while Apply reads on; anything that removes, replaces or links
+// waits for them, so the result is the stream's, in order.
 //
 // Some entries are dropped on purpose: the root entry ("." or "/", whose
 // metadata containerd ignores too), PAX global headers, AUFS metadata such
@@ -33,8 +50,8 @@
 //
 // # Names
 //
-// containerd cleans every name lexically (filepath.Clean) before any check
-// sees it; errors name entries in that form. A leading "/" is dropped, as
+// Every name is cleaned lexically (filepath.Clean, as containerd did)
+// before any check sees it; errors name entries in that form. A leading "/" is dropped, as
 // Docker does ("/etc/x" is "etc/x"), and so is a leading "./" (common in
 // real layers). Hard link targets get the same cleaning but must be
 // relative. Symlink targets are only stored, never resolved: an absolute or
@@ -145,8 +162,8 @@ type Result struct {
 
 // EntryError is a refusal of one tar entry.
 type EntryError struct {
-	// Name is the entry's name after lexical cleaning (containerd cleans
-	// names before any check sees them).
+	// Name is the entry's name after lexical cleaning (names are cleaned
+	// before any check sees them).
 	Name string
 	// Reason says what is wrong with it.
 	Reason string

@@ -78,7 +78,7 @@ func (n *node) add(name string, k kind) *node {
 	return c
 }
 
-// replace turns n into an entry of kind k the way containerd does on disk:
+// replace turns n into an entry of kind k the way the writer does on disk:
 // a directory over a directory merges, anything else removes the old entry
 // (and all below it) first.
 func (n *node) replace(k kind) {
@@ -89,9 +89,9 @@ func (n *node) replace(k kind) {
 	n.children = nil
 }
 
-// validator is the archive.Filter that Apply gives containerd: it sees
-// every header (after containerd's filepath.Clean of the name) before
-// anything is written for it, and refuses, skips or accepts it.
+// validator judges every header (after filepath.Clean of the name) before
+// anything is written for it, and refuses, skips or accepts it; Apply's
+// writer writes what it accepts.
 type validator struct {
 	opts     Options
 	consumed func() int64 // uncompressed bytes read so far
@@ -101,6 +101,10 @@ type validator struct {
 	opaque   []string
 	// opaqueRoot: the layer has a root-level .wh..wh..opq.
 	opaqueRoot bool
+	// fresh: the entry filter last accepted creates a name that nothing
+	// in this layer had before (not a whiteout or opaque marker), so
+	// writing it removes or replaces nothing.
+	fresh bool
 }
 
 func newValidator(opts Options, consumed func() int64) *validator {
@@ -126,6 +130,7 @@ func tooLarge(name, format string, args ...any) error {
 }
 
 func (v *validator) filter(hdr *tar.Header) (bool, error) {
+	v.fresh = false
 	v.entries++
 	if v.entries > v.opts.MaxEntries {
 		return false, tooLarge(hdr.Name, "more than %d entries (MaxEntries)", v.opts.MaxEntries)
@@ -155,7 +160,7 @@ func (v *validator) filter(hdr *tar.Header) (bool, error) {
 
 	switch {
 	case base == whiteoutOpaque:
-		// containerd sets trusted.overlay.opaque=y on the parent, creating
+		// The writer sets trusted.overlay.opaque=y on the parent, creating
 		// it first if needed.
 		v.opaqueRoot = v.opaqueRoot || len(parts) == 1
 		v.makeParents(parent, parts[missing:len(parts)-1])
@@ -198,6 +203,7 @@ func (v *validator) filter(hdr *tar.Header) (bool, error) {
 		}
 	} else {
 		p.add(base, k)
+		v.fresh = true
 	}
 	return true, nil
 }
@@ -303,7 +309,7 @@ func (v *validator) checkXattrs(hdr *tar.Header) error {
 // walkParents checks the directories leading to an entry against what this
 // layer created: none may be a symlink (writing through it) or another
 // non-directory. It returns the deepest existing one and the index in
-// parents of the first one that does not exist yet (containerd will create
+// parents of the first one that does not exist yet (the writer will create
 // it and all below as plain directories).
 func (v *validator) walkParents(name string, parents []string) (*node, int, error) {
 	n := &v.root
