@@ -40,12 +40,10 @@ func buildBerth(t *testing.T) string {
 	return exe
 }
 
-// TestRootLogRotation runs a real container that prints numbered lines
-// into a log limited to 3 files of 4 KiB: the files never pass the limit,
-// no fourth file appears, the attached stream follows the log across every
-// rotation without losing or repeating a line, and Logs reads the kept
-// files in order. Remove leaves nothing behind.
-func TestRootLogRotation(t *testing.T) {
+// newRootRuntime makes a Runtime with the built berth as its monitor and
+// init, a state root and a run root of its own, and a busybox layer.
+func newRootRuntime(t *testing.T) (*Runtime, string) {
+	t.Helper()
 	testrig.RequireRoot(t)
 	exe := buildBerth(t)
 	layer := busyboxRootfs(t)
@@ -58,6 +56,16 @@ func TestRootLogRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return r, layer
+}
+
+// TestRootLogRotation runs a real container that prints numbered lines
+// into a log limited to 3 files of 4 KiB: the files never pass the limit,
+// no fourth file appears, the attached stream follows the log across every
+// rotation without losing or repeating a line, and Logs reads the kept
+// files in order. Remove leaves nothing behind.
+func TestRootLogRotation(t *testing.T) {
+	r, layer := newRootRuntime(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 

@@ -59,7 +59,7 @@ func TestCompactSeccompFilter(t *testing.T) {
 		}
 	}
 	if len(arches) == 0 {
-		t.Skipf("no known architecture in %v", p.Architectures)
+		t.Fatalf("no architecture this test knows in %v: add its audit number here", p.Architectures)
 	}
 	arches = append(arches, arch{0x12345678, 0}) // one the filter does not know
 	n := 0
