@@ -151,76 +151,94 @@ func echoUDP(pc net.PacketConn) {
 	}
 }
 
-// listenTCPIn starts a TCP echo server inside a network namespace.
+// listenEchoIn starts a line-echo TCP server or a datagram-echo UDP server
+// (network tcp, tcp6, udp, udp6, ...) at addr in a network namespace.
+func listenEchoIn(t *testing.T, nsPath, network, addr string) {
+	t.Helper()
+	var c io.Closer
+	err := inNetNS(t, nsPath, func() error {
+		if strings.HasPrefix(network, "udp") {
+			pc, err := net.ListenPacket(network, addr)
+			if err == nil {
+				c = pc
+				go echoUDP(pc)
+			}
+			return err
+		}
+		ln, err := net.Listen(network, addr)
+		if err == nil {
+			c = ln
+			go echoTCP(ln)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+}
+
+// talk dials addr (from the calling thread's namespace) and checks the
+// echo; UDP retries a lost datagram.
+func talk(network, addr string) error {
+	if !strings.HasPrefix(network, "udp") {
+		c, err := net.DialTimeout(network, addr, 3*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+		if _, err := io.WriteString(c, "hello\n"); err != nil {
+			return err
+		}
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if line != "echo hello\n" {
+			return fmt.Errorf("got %q", line)
+		}
+		return nil
+	}
+	c, err := net.Dial(network, addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	for range 3 {
+		_ = c.SetDeadline(time.Now().Add(time.Second))
+		if _, err = c.Write([]byte("ping")); err != nil {
+			continue
+		}
+		buf := make([]byte, 100)
+		var k int
+		if k, err = c.Read(buf); err == nil {
+			if string(buf[:k]) != "echo ping" {
+				return fmt.Errorf("got %q", buf[:k])
+			}
+			return nil
+		}
+	}
+	return err
+}
+
+// listenTCPIn starts a TCP (IPv4) echo server inside a network namespace.
 func listenTCPIn(t *testing.T, nsPath, addr string) {
 	t.Helper()
-	var ln net.Listener
-	err := inNetNS(t, nsPath, func() (err error) {
-		ln, err = net.Listen("tcp4", addr)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go echoTCP(ln)
+	listenEchoIn(t, nsPath, "tcp4", addr)
 }
 
+// listenUDPIn starts a UDP (IPv4) echo server inside a network namespace.
 func listenUDPIn(t *testing.T, nsPath, addr string) {
 	t.Helper()
-	var pc net.PacketConn
-	err := inNetNS(t, nsPath, func() (err error) {
-		pc, err = net.ListenPacket("udp4", addr)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go echoUDP(pc)
+	listenEchoIn(t, nsPath, "udp4", addr)
 }
 
-// talkTCP connects (from the calling thread's namespace) and checks the echo.
-func talkTCP(addr string) error {
-	c, err := net.DialTimeout("tcp4", addr, 2*time.Second)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := io.WriteString(c, "hello\n"); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if line != "echo hello\n" {
-		return fmt.Errorf("got %q", line)
-	}
-	return nil
-}
+// talkTCP connects over IPv4 and checks the echo.
+func talkTCP(addr string) error { return talk("tcp4", addr) }
 
-func talkUDP(addr string) error {
-	c, err := net.Dial("udp4", addr)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := c.Write([]byte("ping")); err != nil {
-		return err
-	}
-	buf := make([]byte, 100)
-	k, err := c.Read(buf)
-	if err != nil {
-		return err
-	}
-	if string(buf[:k]) != "echo ping" {
-		return fmt.Errorf("got %q", buf[:k])
-	}
-	return nil
-}
+// talkUDP sends a datagram over IPv4 and checks the echo.
+func talkUDP(addr string) error { return talk("udp4", addr) }
 
 // freePort returns a port nothing listens on at 127.0.0.1 just now.
 func freePort(t *testing.T, network string) uint16 {
