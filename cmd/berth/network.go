@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -182,8 +183,7 @@ func parsePortRange(s string) (uint16, uint16, error) {
 // ("80/tcp", "53/udp", "8000-8002/tcp"), each on a free host port.
 func exposedMappings(exposed []string) ([]network.PortMapping, error) {
 	var out []network.PortMapping
-	sort.Strings(exposed)
-	for _, e := range exposed {
+	for _, e := range slices.Sorted(slices.Values(exposed)) {
 		pm, err := parsePublish(e)
 		if err != nil {
 			return nil, fmt.Errorf("the image's exposed port %q: %w", e, err)
