@@ -6,13 +6,15 @@ SHELL       := /bin/sh
 GO          ?= go
 PREFIX      ?= /usr/local
 BIN         := bin/berth
+# The per-task monitor and container init, installed next to berth.
+SHIM        := bin/berth-shim
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT      ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 # cgo for libcontainer's nsenter; the seccomp tag links libseccomp.
 TAGS        := seccomp netgo osusergo
 GOFLAGS_B   := -tags '$(TAGS)' -trimpath -buildvcs=false
 # Static, so the binary also serves as --init inside any image (no libc there).
-LDFLAGS     := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -linkmode external -extldflags "-static"
+LDFLAGS     := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X github.com/berth-dev/berth/runtime.Build=$(VERSION) -linkmode external -extldflags "-static"
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Whole suite; packages may run in parallel, so tests name host-global
 # things (cgroups, ports, bridges) uniquely per run.
@@ -24,8 +26,9 @@ export CGO_ENABLED := 1
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## build bin/berth (cgo, seccomp)
+build: ## build bin/berth and bin/berth-shim (cgo, seccomp)
 	$(GO) build $(GOFLAGS_B) -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/berth
+	$(GO) build $(GOFLAGS_B) -ldflags '$(LDFLAGS)' -o $(SHIM) ./cmd/berth-shim
 
 deps: ## install the Debian packages and Go toolchain the tests need (root)
 	sh hack/deps.sh test
@@ -55,8 +58,9 @@ lint: ## gofmt, go vet and staticcheck
 fmt: ## gofmt the tree
 	gofmt -w $$(git ls-files '*.go')
 
-install: build ## install berth to $(PREFIX)/bin
+install: build ## install berth and berth-shim to $(PREFIX)/bin
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/berth
+	install -D -m 0755 $(SHIM) $(DESTDIR)$(PREFIX)/bin/berth-shim
 
 clean: ## remove build output
 	rm -rf bin

@@ -70,6 +70,12 @@ func (r *Runtime) RunMonitor(id string) error {
 		}
 	}
 	defer report("monitor failed")
+	if b, ok := os.LookupEnv(monitorBuildEnv); ok && b != Build {
+		msg := fmt.Sprintf("%s is build %s but berth is build %s: install both from one build", os.Args[0], Build, b)
+		report(msg)
+		return errors.New(msg)
+	}
+	os.Unsetenv(monitorBuildEnv)
 	// An attached client wants the final state (it may be gone: EPIPE).
 	var exitPipe *os.File
 	if os.Getenv(monitorExitFDEnv) == "4" {

@@ -32,7 +32,8 @@ type Config struct {
 	// Root is the state root (tasks/ lives under it); RunRoot the runtime
 	// state that a reboot clears (libcontainer's state, sockets).
 	Root, RunRoot string
-	// Exe is the berth binary the monitor runs as; "" means this process's.
+	// Exe is the binary the monitor runs as (berth-shim or berth, see
+	// HelperExe); "" means this process's.
 	Exe    string
 	Logger *slog.Logger
 }
@@ -508,7 +509,7 @@ func (r *Runtime) launchMonitor(id string) (_ *monitorProc, err error) {
 	cmd := exec.Command(r.cfg.Exe, "--root", r.cfg.Root, "--run-root", r.cfg.RunRoot, monitorArg, id)
 	cmd.Stdout, cmd.Stderr = mlog, mlog
 	cmd.ExtraFiles = []*os.File{readyW, exitW, goR} // fds 3, 4, 5
-	cmd.Env = append(os.Environ(), monitorExitFDEnv+"=4", monitorGoFDEnv+"=5")
+	cmd.Env = append(os.Environ(), monitorExitFDEnv+"=4", monitorGoFDEnv+"=5", monitorBuildEnv+"="+Build)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Dir = "/"
 	if err = cmd.Start(); err != nil {

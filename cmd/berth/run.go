@@ -26,7 +26,11 @@ import (
 )
 
 func (g *globalOptions) runtime() (*runtime.Runtime, error) {
-	return runtime.New(runtime.Config{Root: g.root, RunRoot: g.runRoot, Logger: g.logger})
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	return runtime.New(runtime.Config{Root: g.root, RunRoot: g.runRoot, Logger: g.logger, Exe: runtime.HelperExe(exe)})
 }
 
 // runFlags are `berth run`'s flags as typed on the command line.
@@ -175,7 +179,7 @@ func (f *runFlags) options(g *globalOptions, id string) (spec.Options, error) {
 		if err != nil {
 			return o, err
 		}
-		o.InitPath = exe
+		o.InitPath = runtime.HelperExe(exe)
 	}
 	if !runtime.Host().Seccomp {
 		o.NoSeccomp = true

@@ -31,6 +31,7 @@ import (
 	"github.com/berth-dev/berth/internal/testrig/registry"
 	"github.com/berth-dev/berth/internal/testrig/testimage"
 	"github.com/berth-dev/berth/network"
+	"github.com/berth-dev/berth/runtime"
 )
 
 // The images every run test loads (from one OCI archive, no registry).
@@ -96,12 +97,15 @@ func newRunFixture(t *testing.T) *runFixture {
 	// nested dirs push libcontainer onto its slow exe-copying path).
 	fx.bin = filepath.Join(binDir, "berth")
 	gobin := testrig.RequireBinary(t, "go", "golang-go")
-	// Static, as `make build` does, so the binary can serve as --init.
-	build := exec.Command(gobin, "build", "-tags", "seccomp netgo osusergo", "-buildvcs=false",
-		"-ldflags", "-linkmode external -extldflags -static", "-o", fx.bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=1")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build berth: %v\n%s", err, out)
+	// Static, as `make build` does, so the binary can serve as --init;
+	// berth-shim next to it, as installed, plays monitor, init and --init.
+	for _, b := range []struct{ out, pkg string }{{fx.bin, "."}, {filepath.Join(binDir, runtime.ShimName), "../berth-shim"}} {
+		build := exec.Command(gobin, "build", "-tags", "seccomp netgo osusergo", "-buildvcs=false",
+			"-ldflags", "-linkmode external -extldflags -static", "-o", b.out, b.pkg)
+		build.Env = append(os.Environ(), "CGO_ENABLED=1")
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", b.pkg, err, out)
+		}
 	}
 	fx.archive = filepath.Join(t.TempDir(), "images.tar")
 	testimage.WriteOCIArchive(t, fx.archive,
@@ -986,6 +990,10 @@ func testRunCLIKilled(t *testing.T, fx *runFixture) {
 	ti := e.inspect("surv")
 	if ti.Status != "RUNNING" || !alive(ti.MonitorPID) || !alive(ti.Containers[0].Pid) {
 		t.Fatalf("after kill -9 of the CLI: %+v (monitor alive %v, container alive %v)", ti, alive(ti.MonitorPID), alive(ti.Containers[0].Pid))
+	}
+	// The monitor is berth-shim, installed next to berth, not berth itself.
+	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", ti.MonitorPID)); err != nil || filepath.Base(exe) != runtime.ShimName {
+		t.Errorf("monitor %d runs %q (%v), want %s", ti.MonitorPID, exe, err, runtime.ShimName)
 	}
 	time.Sleep(200 * time.Millisecond)
 	if out := e.ok("ps"); !strings.Contains(out, "surv") || !strings.Contains(out, "Up ") {

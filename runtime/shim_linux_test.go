@@ -1,0 +1,78 @@
+//go:build linux
+
+package runtime
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berth-dev/berth/runtime/spec"
+)
+
+// TestHelperExe: berth-shim next to berth is the helper when it is an
+// executable regular file; otherwise berth plays the part itself.
+func TestHelperExe(t *testing.T) {
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "berth")
+	if err := os.WriteFile(exe, nil, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := HelperExe(exe); got != exe {
+		t.Errorf("no shim: HelperExe = %q, want %q", got, exe)
+	}
+	shim := filepath.Join(dir, ShimName)
+	if err := os.WriteFile(shim, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := HelperExe(exe); got != exe {
+		t.Errorf("shim not executable: HelperExe = %q, want %q", got, exe)
+	}
+	if err := os.Chmod(shim, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := HelperExe(exe); got != shim {
+		t.Errorf("HelperExe = %q, want %q", got, shim)
+	}
+	os.Remove(shim)
+	if err := os.Mkdir(shim, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := HelperExe(exe); got != exe {
+		t.Errorf("shim is a directory: HelperExe = %q, want %q", got, exe)
+	}
+}
+
+// TestRootMonitorBuildMismatch: a monitor of another build than the CLI's
+// refuses to start the task, with a line that says what to do, and the
+// task is left stopped and removable without leftovers.
+func TestRootMonitorBuildMismatch(t *testing.T) {
+	r, layer := newRootRuntime(t)
+	old := Build
+	Build = "not-the-monitors-build"
+	t.Cleanup(func() { Build = old })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	task, err := r.Create(ctx, TaskConfig{Containers: []ContainerConfig{{
+		Name: "main", Image: "busybox", Layers: []string{layer},
+		Spec: func(rootfs string) (*specs.Spec, error) {
+			return spec.Generate(spec.ImageConfig{Cmd: []string{"sh", "-c", "true"}, Env: []string{"PATH=/bin"}}, spec.Options{Hostname: "mismatch"}, rootfs)
+		},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = r.Start(ctx, task.ID)
+	if err == nil || !strings.Contains(err.Error(), "is build dev but berth is build not-the-monitors-build: install both from one build") {
+		t.Fatalf("start with a monitor of another build: %v", err)
+	}
+	if err := r.Remove(ctx, task.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	assertTaskGone(t, r, task.ID)
+}
