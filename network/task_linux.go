@@ -191,13 +191,35 @@ func (n *Network) TeardownTask(taskID string) error {
 	if err != nil {
 		errs = append(errs, err)
 	}
-	if err := n.teardownPlumbing(taskID); err != nil {
+	if err := n.releasePlumbing(taskID); err != nil {
 		errs = append(errs, err)
 	}
 	if err := n.Release(taskID); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// releasePlumbing lets the task's network namespace go, and with it the
+// veth pair. Unmounting the namespace's file drops its last reference
+// once the task's processes are gone; the kernel then destroys it on its
+// netns cleanup workqueue, which deletes eth0 and thereby the host end.
+// An explicit delete of the veth would make the caller wait out the RCU
+// grace periods of the unregistration (15-20 ms, the largest part of a
+// bridged task's teardown); here the kernel waits them out in the
+// background, moments later. The address is not handed out again
+// meanwhile: leases are allocated from a moving cursor. Without a
+// mounted namespace file (a crash half-way), the veth is deleted as
+// teardownPlumbing does. A process still inside the namespace (a task
+// that joined it with container:) keeps it, and the pair, until it exits;
+// Reconcile deletes host ends that have no lease.
+func (n *Network) releasePlumbing(taskID string) error {
+	nsPath := n.NetNSPath(taskID)
+	var st unix.Statfs_t
+	if err := unix.Statfs(nsPath, &st); err != nil || st.Type != unix.NSFS_MAGIC {
+		return n.teardownPlumbing(taskID)
+	}
+	return removeNetNS(nsPath)
 }
 
 // teardownPlumbing removes the task's veth pair and network namespace.
