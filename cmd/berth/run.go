@@ -249,7 +249,11 @@ func (g *globalOptions) run(cmd *cobra.Command, f *runFlags, ref string, args []
 	for p := range cf.Config.ExposedPorts {
 		ic.ExposedPorts = append(ic.ExposedPorts, p)
 	}
-	_ = st.Touch(cmd.Context(), rec.Name)
+	// For the least-recently-used image GC; a minute's precision is
+	// plenty, and skipping the write spares back-to-back starts its fsyncs.
+	if time.Since(rec.LastUsed) > time.Minute {
+		_ = st.Touch(cmd.Context(), rec.Name)
+	}
 	logMaxSize, logMaxFiles, err := parseLogOpts(f.logOpts)
 	if err != nil {
 		return err
