@@ -248,7 +248,8 @@ type sysctl struct{ key, value string }
 //
 // The namespace is made by a goroutine that locks itself to its OS thread,
 // unshares the thread's network namespace and never unlocks: when it
-// returns, the Go runtime ends the thread, so no goroutine can ever run in
+// returns, the Go runtime ends the thread (never the main thread: see
+// below), so no goroutine can ever run in
 // the switched namespace (netns.NewNamed would switch the caller's thread
 // and mount under /run/netns, which iproute2 re-mounts; FIELD-NOTES).
 // /proc/sys/net shows the namespace of the thread that opens it, so the
@@ -263,8 +264,24 @@ func createNetNS(path string, sysctls ...sysctl) error {
 	}
 	f.Close()
 	errc := make(chan error, 1)
-	go func() {
+	var unshareOnThread func()
+	unshareOnThread = func() {
 		runtime.LockOSThread()
+		if unix.Gettid() == unix.Getpid() {
+			// The main thread: Go never ends it, so it would stay in the
+			// namespace for the life of the process, and keep the
+			// namespace (and its veth) alive after the task's release.
+			// Hold it while another thread does the work: a locked thread
+			// runs nothing else, so the new goroutine gets another one.
+			defer runtime.UnlockOSThread()
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				unshareOnThread()
+			}()
+			<-done
+			return
+		}
 		// No UnlockOSThread: the thread dies with this goroutine.
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 			errc <- fmt.Errorf("network: unshare network namespace: %w", err)
@@ -282,7 +299,8 @@ func createNetNS(path string, sysctls ...sysctl) error {
 			return
 		}
 		errc <- nil
-	}()
+	}
+	go unshareOnThread()
 	if err := <-errc; err != nil {
 		_ = os.Remove(path)
 		return err

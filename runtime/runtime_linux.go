@@ -36,6 +36,10 @@ type Config struct {
 	// HelperExe); "" means this process's.
 	Exe    string
 	Logger *slog.Logger
+	// StopHook, when set, is offered each OnStop command first; when it
+	// reports handled, the command is not started (the monitor releases a
+	// task's network in-process this way instead of starting berth).
+	StopHook func(argv []string) (handled bool, err error)
 }
 
 // Runtime runs tasks through libcontainer, each under a monitor process.
@@ -933,6 +937,14 @@ func (r *Runtime) runOnStop(t *Task) {
 	for _, argv := range t.OnStop {
 		if len(argv) == 0 {
 			continue
+		}
+		if r.cfg.StopHook != nil {
+			if handled, err := r.cfg.StopHook(argv); handled {
+				if err != nil {
+					r.log.Warn("on-stop command failed", "task", t.ID, "cmd", argv, "err", err)
+				}
+				continue
+			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()

@@ -16,6 +16,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/berth-dev/berth/internal/netrelease"
 	"github.com/berth-dev/berth/runtime"
 )
 
@@ -46,7 +47,8 @@ func run(args []string) int {
 		return usage("--root and --run-root must be absolute paths")
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	rt, err := runtime.New(runtime.Config{Root: root, RunRoot: runRoot, Logger: log})
+	// A bridged task's network is released in-process when it stops.
+	rt, err := runtime.New(runtime.Config{Root: root, RunRoot: runRoot, Logger: log, StopHook: netrelease.Run})
 	if err == nil {
 		err = rt.RunMonitor(args[1])
 	}

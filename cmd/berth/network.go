@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/spf13/cobra"
 
+	"github.com/berth-dev/berth/internal/netrelease"
 	"github.com/berth-dev/berth/network"
 	"github.com/berth-dev/berth/runtime"
 )
@@ -229,19 +230,32 @@ func newNetworkCommand(g *globalOptions) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(&cobra.Command{
-		Use:    "release TASK-ID",
+	var relBridge, relTable string
+	release := &cobra.Command{
+		Use:    "release [--bridge NAME --table NAME] TASK-ID",
 		Short:  "remove a task's veth, netns, port rules and address lease",
 		Hidden: true,
 		Args:   exactArgs(1, "network release needs a task ID"),
 		RunE: func(_ *cobra.Command, args []string) error {
+			// The bridge and table the task was set up on (netrelease.Argv);
+			// without them (tasks recorded by older builds) the configured ones.
+			if relBridge != "" || relTable != "" {
+				if relBridge == "" || relTable == "" {
+					return errors.New("network release: --bridge and --table go together")
+				}
+				_, err := netrelease.Run(netrelease.Argv("berth", g.root, g.runRoot, relBridge, relTable, args[0]))
+				return err
+			}
 			n, err := g.bridgeNetwork()
 			if err != nil {
 				return err
 			}
 			return n.TeardownTask(args[0])
 		},
-	})
+	}
+	release.Flags().StringVar(&relBridge, "bridge", "", "the task's bridge")
+	release.Flags().StringVar(&relTable, "table", "", "the bridge's nf_tables table")
+	cmd.AddCommand(release)
 	cmd.AddCommand(&cobra.Command{
 		Use:     "ls",
 		Aliases: []string{"list"},
@@ -558,7 +572,7 @@ func (g *globalOptions) setupBridge(rt *runtime.Runtime, id string, ports []netw
 		return err
 	}
 	tn.ports = ports
-	tn.onStop = [][]string{{exe, "--root", g.root, "--run-root", g.runRoot, "network", "release", id}}
+	tn.onStop = [][]string{netrelease.Argv(exe, g.root, g.runRoot, n.BridgeName(), n.Table(), id)}
 	tn.info.NetNSPath = ep.NetNSPath
 	tn.info.Bridge = n.BridgeName()
 	tn.info.IPAddress = ep.Prefix.String()

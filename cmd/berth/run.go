@@ -21,6 +21,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/berth-dev/berth/image"
+	"github.com/berth-dev/berth/internal/netrelease"
 	"github.com/berth-dev/berth/runtime"
 	"github.com/berth-dev/berth/runtime/spec"
 )
@@ -30,7 +31,7 @@ func (g *globalOptions) runtime() (*runtime.Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	return runtime.New(runtime.Config{Root: g.root, RunRoot: g.runRoot, Logger: g.logger, Exe: runtime.HelperExe(exe)})
+	return runtime.New(runtime.Config{Root: g.root, RunRoot: g.runRoot, Logger: g.logger, Exe: runtime.HelperExe(exe), StopHook: netrelease.Run})
 }
 
 // runFlags are `berth run`'s flags as typed on the command line.
