@@ -295,7 +295,9 @@ func (g *globalOptions) run(cmd *cobra.Command, f *runFlags, ref string, args []
 	})
 	if err != nil {
 		for _, argv := range onStop { // Create changed nothing; undo the network
-			exec.Command(argv[0], argv[1:]...).Run()
+			if handled, _ := netrelease.Run(argv); !handled {
+				exec.Command(argv[0], argv[1:]...).Run()
+			}
 		}
 		return withSpecCode(err)
 	}
