@@ -20,6 +20,9 @@ func init() {
 		os.Exit(runBerthInit(os.Args[1:]))
 	}
 	if IsInit() {
+		// Before libcontainer takes over: its cwd is still the rootfs on
+		// the host (see seccompcache_linux.go).
+		seccompCacheArm()
 		// Never returns: it becomes the container's process or exits.
 		libcontainer.Init()
 	}

@@ -197,6 +197,7 @@ func (r *Runtime) RunMonitor(id string) error {
 			lc.Destroy()
 			return fail(c, err)
 		}
+		r.seccompCacheAfter(r.ctrDir(t.ID, c.Name))
 		switch {
 		case c.TTY:
 			consoleChild.Close()
@@ -409,6 +410,7 @@ func (r *Runtime) startContainer(t *Task, c *Container) (*libcontainer.Container
 		// it on every start (see spec.CompactSeccomp).
 		spec.Linux.Seccomp = rspec.CompactSeccomp(spec.Linux.Seccomp)
 	}
+	r.seccompCacheBefore(r.ctrDir(t.ID, c.Name), &spec)
 	lcid := lcID(t.ID, c.Name)
 	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: lcid, Spec: &spec, NoNewKeyring: true})
 	if err != nil {
