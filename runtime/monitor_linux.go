@@ -60,6 +60,7 @@ func (r *Runtime) RunMonitor(id string) error {
 			return nil
 		}
 	}
+	go warmCgroupLock() // see there: the inits' cgroup moves come soon
 	unix.CloseOnExec(3) // the containers' inits must not hold it
 	ready := os.NewFile(3, "ready")
 	report := func(msg string) {
