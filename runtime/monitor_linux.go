@@ -323,7 +323,12 @@ func (r *Runtime) RunMonitor(id string) error {
 			defer mu.Unlock()
 			left--
 			last := left == 0
-			r.update(ctx, id, func(t *Task) {
+			method := r.st.Update
+			if last && t.AutoRemove {
+				// Removed right after this; the client reads it once.
+				method = r.st.UpdateVolatile
+			}
+			r.updateStore(ctx, id, func(t *Task) {
 				if tc := t.Container(rn.c.Name); tc != nil {
 					tc.Status = ContainerStopped
 					tc.Finished = finished
@@ -336,7 +341,7 @@ func (r *Runtime) RunMonitor(id string) error {
 				if last {
 					stopped(t)
 				}
-			})
+			}, method)
 		}()
 	}
 	wg.Wait()
@@ -382,8 +387,14 @@ func (r *Runtime) finish(id string) error {
 
 // update changes the task record under its lock.
 func (r *Runtime) update(ctx context.Context, id string, fn func(*Task)) {
+	r.updateStore(ctx, id, fn, r.st.Update)
+}
+
+// updateStore is update through the given store method (Update, or
+// UpdateVolatile for the last record of an auto-removed task).
+func (r *Runtime) updateStore(ctx context.Context, id string, fn func(*Task), method func(context.Context, string, any, func(bool) error) error) {
 	var t Task
-	err := r.st.Update(ctx, taskKey(id), &t, func(exists bool) error {
+	err := method(ctx, taskKey(id), &t, func(exists bool) error {
 		if !exists {
 			return ErrNotFound
 		}

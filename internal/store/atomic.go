@@ -32,7 +32,14 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	return writeFileAtomic(path, data, perm)
 }
 
-func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	return writeAtomic(path, data, perm, true)
+}
+
+// writeAtomic is writeFileAtomic, with the fsyncs only when durable: a
+// write without them is still atomic for every reader and survives the
+// writer being killed, but a power loss may bring the old file back.
+func writeAtomic(path string, data []byte, perm os.FileMode, durable bool) (err error) {
 	dir, base := filepath.Split(path)
 	if base == "" {
 		return fmt.Errorf("store: write %s: no file name", path)
@@ -59,8 +66,10 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
 	if _, err = f.Write(data); err != nil {
 		return fmt.Errorf("store: write %s: %w", path, err)
 	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("store: write %s: sync: %w", path, err)
+	if durable {
+		if err = f.Sync(); err != nil {
+			return fmt.Errorf("store: write %s: sync: %w", path, err)
+		}
 	}
 	closed = true
 	if err = f.Close(); err != nil {
@@ -70,6 +79,9 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
 		return fmt.Errorf("store: write %s: %w", path, err)
 	}
 	renamed = true
+	if !durable {
+		return nil
+	}
 	if err = syncDir(dir); err != nil {
 		return fmt.Errorf("store: write %s: %w", path, err)
 	}

@@ -241,7 +241,21 @@ func (s *Store) List(dir string) ([]string, error) {
 //
 // Update excludes other Update calls (and Lock holders) on the same key in
 // any process; plain [Store.Put] calls do not take the lock.
-func (s *Store) Update(ctx context.Context, key string, v any, fn func(exists bool) error) (err error) {
+func (s *Store) Update(ctx context.Context, key string, v any, fn func(exists bool) error) error {
+	return s.update(ctx, key, v, fn, true)
+}
+
+// UpdateVolatile is [Store.Update] for an object that is about to be
+// deleted: its write is atomic (readers see the old object or the new one,
+// and killing the writer loses neither) but not fsynced, so after a power
+// loss the old object may be back. It spares the writer the fsyncs of a
+// record that is gone a moment later (the final state of an auto-removed
+// task, read once by the client that waits for it).
+func (s *Store) UpdateVolatile(ctx context.Context, key string, v any, fn func(exists bool) error) error {
+	return s.update(ctx, key, v, fn, false)
+}
+
+func (s *Store) update(ctx context.Context, key string, v any, fn func(exists bool) error, durable bool) (err error) {
 	if err := ValidateKey(key); err != nil {
 		return fmt.Errorf("store: update: %w", err)
 	}
@@ -264,7 +278,21 @@ func (s *Store) Update(ctx context.Context, key string, v any, fn func(exists bo
 	if err := fn(exists); err != nil {
 		return err
 	}
-	return s.Put(key, v)
+	if durable {
+		return s.Put(key, v)
+	}
+	p, err := s.path("put", key)
+	if err != nil {
+		return err
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("store: put %s: %w", key, err)
+	}
+	if err := writeAtomic(p, append(data, '\n'), filePerm, false); err != nil {
+		return fmt.Errorf("store: put %s: %w", key, err)
+	}
+	return nil
 }
 
 // CleanTemp removes temporary files left behind by writers that were killed

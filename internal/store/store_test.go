@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"os"
@@ -542,8 +543,20 @@ func TestCleanTemp(t *testing.T) {
 // TestUpdate checks Update's contract: exists reports whether the object
 // was there, v is stored when fn succeeds, nothing is written when fn fails,
 // and a corrupt object is reported without calling fn.
+// TestUpdate runs the same checks on Update and on UpdateVolatile (which
+// differs only in skipping the fsyncs).
 func TestUpdate(t *testing.T) {
+	for name, method := range map[string]func(*Store) func(context.Context, string, any, func(bool) error) error{
+		"durable":  func(s *Store) func(context.Context, string, any, func(bool) error) error { return s.Update },
+		"volatile": func(s *Store) func(context.Context, string, any, func(bool) error) error { return s.UpdateVolatile },
+	} {
+		t.Run(name, func(t *testing.T) { testUpdate(t, method) })
+	}
+}
+
+func testUpdate(t *testing.T, method func(*Store) func(context.Context, string, any, func(bool) error) error) {
 	s := newStore(t)
+	update := method(s)
 	ctx := t.Context()
 	var c counter
 	calls := 0
@@ -557,11 +570,11 @@ func TestUpdate(t *testing.T) {
 			return nil
 		}
 	}
-	if err := s.Update(ctx, "c", &c, inc(false)); err != nil {
+	if err := update(ctx, "c", &c, inc(false)); err != nil {
 		t.Fatal(err)
 	}
 	c = counter{}
-	if err := s.Update(ctx, "c", &c, inc(true)); err != nil {
+	if err := update(ctx, "c", &c, inc(true)); err != nil {
 		t.Fatal(err)
 	}
 	if c.N != 2 {
@@ -570,7 +583,7 @@ func TestUpdate(t *testing.T) {
 
 	boom := errors.New("boom")
 	c = counter{}
-	err := s.Update(ctx, "c", &c, func(bool) error { c.N = 100; return boom })
+	err := update(ctx, "c", &c, func(bool) error { c.N = 100; return boom })
 	if !errors.Is(err, boom) {
 		t.Fatalf("Update = %v, want fn's error", err)
 	}
@@ -578,7 +591,7 @@ func TestUpdate(t *testing.T) {
 	if err := s.Get("c", &got); err != nil || got.N != 2 {
 		t.Fatalf("after a failed update Get = %+v, %v, want N=2", got, err)
 	}
-	if err := s.Update(ctx, "new", &counter{}, func(bool) error { return boom }); !errors.Is(err, boom) {
+	if err := update(ctx, "new", &counter{}, func(bool) error { return boom }); !errors.Is(err, boom) {
 		t.Fatal(err)
 	}
 	if err := s.Get("new", &got); !errors.Is(err, ErrNotFound) {
@@ -589,8 +602,21 @@ func TestUpdate(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls = 0
-	if err := s.Update(ctx, "c", &counter{}, inc(true)); !errors.Is(err, ErrCorrupt) || calls != 0 {
+	if err := update(ctx, "c", &counter{}, inc(true)); !errors.Is(err, ErrCorrupt) || calls != 0 {
 		t.Fatalf("Update of a corrupt object = %v with %d calls, want ErrCorrupt and none", err, calls)
+	}
+	// Written whole, with the store's mode, no temporary file left.
+	if fi, err := os.Stat(s.Path("c")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("stored file: %v, %v", fi, err)
+	}
+	ents, err := os.ReadDir(s.Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if isTempName(e.Name()) {
+			t.Errorf("temporary file left: %s", e.Name())
+		}
 	}
 	// The lock was released every time.
 	l, err := s.Lock(ctx, "c")
