@@ -155,7 +155,7 @@ func (r *Runtime) RunMonitor(id string) error {
 			s.p.Wait()
 		}
 		sendExit()
-		r.finish(id)
+		r.finish(id, nil)
 		return err
 	}
 	for _, c := range t.Containers {
@@ -346,18 +346,24 @@ func (r *Runtime) RunMonitor(id string) error {
 	}
 	wg.Wait()
 	sendExit()
-	return r.finish(id)
+	loaded := map[string]*libcontainer.Container{}
+	for _, rn := range started {
+		loaded[rn.c.Name] = rn.lc
+	}
+	return r.finish(id, loaded)
 }
 
 // finish releases what a stopped task holds, keeping its record and logs
-// (or removing everything for AutoRemove tasks).
-func (r *Runtime) finish(id string) error {
+// (or removing everything for AutoRemove tasks). loaded holds the
+// libcontainer containers the monitor started, by container name, so they
+// need not be loaded from their state again.
+func (r *Runtime) finish(id string, loaded map[string]*libcontainer.Container) error {
 	t, err := r.Get(id)
 	if err != nil {
 		return err
 	}
 	if t.AutoRemove {
-		purge, err := r.release(t)
+		purge, err := r.release(t, loaded)
 		// The task is gone: an attached `run --rm` may return now. The
 		// deletion of its files need not hold it up.
 		if keepExitPipe != nil {
@@ -369,7 +375,11 @@ func (r *Runtime) finish(id string) error {
 	r.runOnStop(t)
 	var errs []error
 	for _, c := range t.Containers {
-		if lc, err := libcontainer.Load(r.lcRoot, lcID(t.ID, c.Name)); err == nil {
+		lc := loaded[c.Name]
+		if lc == nil {
+			lc, _ = libcontainer.Load(r.lcRoot, lcID(t.ID, c.Name))
+		}
+		if lc != nil {
 			if err := lc.Destroy(); err != nil {
 				errs = append(errs, err)
 			}

@@ -794,7 +794,7 @@ func (r *Runtime) Remove(ctx context.Context, id string, force bool) error {
 // rootfs mounts, the task and run dirs. Idempotent; tolerant of a task
 // that was only half created.
 func (r *Runtime) cleanup(t *Task) error {
-	purge, err := r.release(t)
+	purge, err := r.release(t, nil)
 	return errors.Join(err, purge())
 }
 
@@ -810,7 +810,7 @@ func (r *Runtime) cleanup(t *Task) error {
 // from a millisecond to hundreds on a busy host; holding each rootfs open
 // while it is detached makes the unmount itself instant and leaves that to
 // purge.
-func (r *Runtime) release(t *Task) (purge func() error, err error) {
+func (r *Runtime) release(t *Task, loaded map[string]*libcontainer.Container) (purge func() error, err error) {
 	r.mu.Lock()
 	if m := r.early[t.ID]; m != nil {
 		delete(r.early, t.ID)
@@ -821,7 +821,11 @@ func (r *Runtime) release(t *Task) (purge func() error, err error) {
 	var held []int
 	r.runOnStop(t)
 	for _, c := range t.Containers {
-		if lc, err := libcontainer.Load(r.lcRoot, lcID(t.ID, c.Name)); err == nil {
+		lc := loaded[c.Name]
+		if lc == nil {
+			lc, _ = libcontainer.Load(r.lcRoot, lcID(t.ID, c.Name))
+		}
+		if lc != nil {
 			if err := lc.Destroy(); err != nil {
 				errs = append(errs, fmt.Errorf("destroy %s: %w", c.Name, err))
 			}
