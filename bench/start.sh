@@ -10,6 +10,9 @@
 # image (testimage.Busybox, where /bin/true is a busybox applet symlink):
 #   berth             berth --root NEW --run-root NEW --config-dir EMPTY
 #                       run --rm --network none IMAGE /bin/true
+#                     (with the berth-shim next to the berth binary as its
+#                     monitor and container init, as `make build` and
+#                     `make install` place it)
 #                     (image put there first with `berth load -i` of an OCI archive;
 #                     --network none, a private loopback-only namespace, is
 #                     explicit since berth's default became bridge)
