@@ -27,6 +27,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/testrig"
 	"github.com/berth-dev/berth/internal/testrig/testimage"
+	"github.com/berth-dev/berth/runtime"
 	"github.com/berth-dev/berth/runtime/spec"
 )
 
@@ -90,6 +91,11 @@ func TestStartBench(t *testing.T) {
 		}
 		if nested(filepath.Dir(bin), work) {
 			t.Fatalf("berth's folder %s and the state dirs under %s nest: libcontainer would take its slow path", filepath.Dir(bin), work)
+		}
+		if helper := runtime.HelperExe(bin); helper != bin {
+			fmt.Printf("berth   %s, monitor and container init %s\n", bin, helper)
+		} else {
+			fmt.Printf("berth   %s, no %s next to it: berth is its own monitor and container init (slower, larger)\n", bin, runtime.ShimName)
 		}
 		dir := filepath.Join(work, "berth")
 		if want("berth-bridge") {
