@@ -236,7 +236,9 @@ func (r *Runtime) Create(ctx context.Context, tc TaskConfig) (_ *Task, err error
 		// Written while the rest of Create goes on: its fsyncs and those of
 		// the task record overlap (a journaling filesystem commits them
 		// together). Nothing reads it before Start.
-		wg.Go(func() { cfgErrs[i] = store.WriteFileAtomic(filepath.Join(r.ctrDir(id, c.Name), "config.json"), b, 0o600) })
+		wg.Go(func() {
+			cfgErrs[i] = store.WriteFileAtomic(filepath.Join(r.ctrDir(id, c.Name), "config.json"), b, 0o600)
+		})
 		// The log exists from the start, so an attached client can follow
 		// it from its first byte.
 		f, err := os.OpenFile(r.LogPath(id, c.Name), os.O_CREATE|os.O_WRONLY, 0o640)
