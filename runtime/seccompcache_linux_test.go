@@ -8,18 +8,21 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/moby/profiles/seccomp"
+	"github.com/opencontainers/runc/libcontainer/configs"
 	lcseccomp "github.com/opencontainers/runc/libcontainer/seccomp"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -43,6 +46,9 @@ type sccResult struct {
 	InitNS         int64
 	SeccompStatus  string
 	InitSeccompErr string
+	Reads          []string // the "reads" role's observations
+	Exported       []byte   // the "reads" role's export
+	Exported2      []byte   // its second export (variant "post")
 }
 
 // sccProfile is Docker's default profile, compacted as the runtime does;
@@ -66,18 +72,65 @@ func sccProfile(t testing.TB, variant string) *specs.LinuxSeccomp {
 	return p
 }
 
+// sccVariant changes a profile, once converted for libcontainer, as
+// BERTH_SCC_VARIANT says: "drop:I" drops syscall rule I, "errno:I" makes
+// rule I return an errno of its own, "add" adds a rule at the end, "arch-"
+// drops the last architecture, "attr" sets the log flag (one more
+// attribute), "default" changes the default action's errno.
+func sccVariant(t testing.TB, cfg *configs.Seccomp, v string) {
+	op, arg, _ := strings.Cut(v, ":")
+	i, _ := strconv.Atoi(arg)
+	switch op {
+	case "":
+	case "drop":
+		cfg.Syscalls = slices.Delete(cfg.Syscalls, i, i+1)
+	case "errno":
+		e := uint(99)
+		cfg.Syscalls[i].Action, cfg.Syscalls[i].ErrnoRet = configs.Errno, &e
+	case "add":
+		for _, name := range []string{"kexec_load", "reboot", "init_module", "acct", "swapon"} {
+			if !slices.ContainsFunc(cfg.Syscalls, func(c *configs.Syscall) bool { return c.Name == name }) {
+				e := uint(38)
+				cfg.Syscalls = append(cfg.Syscalls, &configs.Syscall{Name: name, Action: configs.Errno, ErrnoRet: &e})
+				return
+			}
+		}
+		t.Fatal("no syscall to add")
+	case "arch-":
+		cfg.Architectures = cfg.Architectures[:len(cfg.Architectures)-1]
+	case "attr":
+		cfg.Flags = append(cfg.Flags, specs.LinuxSeccompFlagLog)
+	case "default":
+		e := uint(38)
+		cfg.DefaultErrnoRet = &e
+	default:
+		t.Fatalf("unknown variant %q", v)
+	}
+}
+
+// sccConfig is the child's libcontainer seccomp config.
+func sccConfig(t testing.TB, profile, variant string) *configs.Seccomp {
+	cfg, err := specconv.SetupSeccomp(sccProfile(t, profile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sccVariant(t, cfg, variant)
+	return cfg
+}
+
 // TestSeccompCacheChild is the child process's role (see sccChildEnv): in
 // the dir's rootfs as a container init is, it arms the cache, runs
 // libcontainer's own InitSeccomp (which loads the filter into this
-// process) and writes a sccResult to $BERTH_SCC_OUT.
+// process), or with BERTH_SCC_MODE=reads the calls of sccReads, and
+// writes a sccResult to $BERTH_SCC_OUT.
 func TestSeccompCacheChild(t *testing.T) {
 	dir := os.Getenv(sccChildEnv)
 	if dir == "" {
 		t.Skip("child role only")
 	}
-	cfg, err := specconv.SetupSeccomp(sccProfile(t, os.Getenv("BERTH_SCC_PROFILE")))
-	if err != nil {
-		t.Fatal(err)
+	var cfg *configs.Seccomp
+	if os.Getenv("BERTH_SCC_MODE") != "reads" { // sccReads has variants of its own
+		cfg = sccConfig(t, os.Getenv("BERTH_SCC_PROFILE"), os.Getenv("BERTH_SCC_VARIANT"))
 	}
 	out, err := os.Create(os.Getenv("BERTH_SCC_OUT"))
 	if err != nil {
@@ -94,7 +147,12 @@ func TestSeccompCacheChild(t *testing.T) {
 	var res sccResult
 	start := time.Now()
 	seccompCacheArm() // reads _LIBCONTAINER_INITTYPE, set by the parent
-	if _, err := lcseccomp.InitSeccomp(cfg); err != nil {
+	if os.Getenv("BERTH_SCC_MODE") == "reads" {
+		res.Reads, res.Exported, res.Exported2, err = sccReads(os.Getenv("BERTH_SCC_VARIANT"))
+	} else {
+		_, err = lcseccomp.InitSeccomp(cfg)
+	}
+	if err != nil {
 		res.InitSeccompErr = err.Error()
 	}
 	res.InitNS = int64(time.Since(start))
@@ -111,10 +169,98 @@ func TestSeccompCacheChild(t *testing.T) {
 	}
 }
 
+// sccReads builds a filter with libseccomp-golang, reading its state
+// between the changes (IsArchPresent: seccomp_arch_exist; Get*:
+// seccomp_attr_get), exports it, and reads again after the export, as
+// libcontainer reads the flags. Each read's answer on a fresh (empty)
+// context would differ from the one after the calls before it. It
+// returns what it read and the program. Variant "add" adds one more rule
+// at the end, after the reads; "post" adds one after the export and
+// exports again (prog2).
+func sccReads(variant string) (reads []string, prog, prog2 []byte, err error) {
+	f, err := libseccomp.NewFilter(libseccomp.ActErrno.SetReturnCode(1))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	read := func(what string, v bool, err error) {
+		reads = append(reads, fmt.Sprintf("%s=%v/%v", what, v, err))
+	}
+	archRead := func(what string, a libseccomp.ScmpArch) {
+		v, err := f.IsArchPresent(a)
+		read(what, v, err)
+	}
+	rule := func(name string) error {
+		nr, err := libseccomp.GetSyscallFromName(name)
+		if err != nil {
+			return err
+		}
+		return f.AddRule(nr, libseccomp.ActAllow)
+	}
+	export := func() ([]byte, error) {
+		tmp, err := os.CreateTemp("", "scc-reads")
+		if err != nil {
+			return nil, err
+		}
+		defer os.Remove(tmp.Name())
+		defer tmp.Close()
+		if err := f.ExportBPF(tmp); err != nil {
+			return nil, err
+		}
+		return os.ReadFile(tmp.Name())
+	}
+	archRead("x86-before", libseccomp.ArchX86)
+	if err := f.AddArch(libseccomp.ArchX86); err != nil {
+		return nil, nil, nil, err
+	}
+	archRead("x86-added", libseccomp.ArchX86)
+	archRead("arm", libseccomp.ArchARM)
+	nnp, err := f.GetNoNewPrivsBit()
+	read("nnp-default", nnp, err)
+	if err := f.SetNoNewPrivsBit(false); err != nil {
+		return nil, nil, nil, err
+	}
+	nnp, err = f.GetNoNewPrivsBit()
+	read("nnp-cleared", nnp, err)
+	if err := f.AddArch(libseccomp.ArchX32); err != nil {
+		return nil, nil, nil, err
+	}
+	archRead("x32-added", libseccomp.ArchX32)
+	for _, name := range []string{"getpid", "gettid", "uname", "getcwd"} {
+		if err := rule(name); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	if variant == "add" {
+		if err := rule("getppid"); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	if prog, err = export(); err != nil {
+		return nil, nil, nil, err
+	}
+	archRead("x86-after-export", libseccomp.ArchX86)
+	archRead("arm-after-export", libseccomp.ArchARM)
+	nnp, err = f.GetNoNewPrivsBit()
+	read("nnp-after-export", nnp, err)
+	if variant == "post" {
+		if err := rule("getppid"); err != nil {
+			return nil, nil, nil, err
+		}
+		if prog2, err = export(); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	return reads, prog, prog2, nil
+}
+
 type sccChild struct {
 	profile  string
+	variant  string // see sccVariant
+	mode     string // "" (InitSeccomp) or "reads" (sccReads)
 	tap      bool
 	initType string // _LIBCONTAINER_INITTYPE; "standard" if empty
+	wantErr  bool   // InitSeccomp is to fail (and load nothing)
+	wantDie  string // the child is to die, saying this
 }
 
 func runSccChild(t testing.TB, dir string, c sccChild) sccResult {
@@ -132,11 +278,18 @@ func runSccChild(t testing.TB, dir string, c sccChild) sccResult {
 		tap = "1"
 	}
 	cmd.Env = append(os.Environ(), sccChildEnv+"="+dir, "BERTH_SCC_OUT="+out, "BERTH_SCC_PROFILE="+c.profile,
-		"BERTH_SCC_TAP="+tap, "_LIBCONTAINER_INITTYPE="+c.initType)
-	if b, err := cmd.CombinedOutput(); err != nil {
+		"BERTH_SCC_TAP="+tap, "_LIBCONTAINER_INITTYPE="+c.initType, "BERTH_SCC_VARIANT="+c.variant, "BERTH_SCC_MODE="+c.mode)
+	b, err := cmd.CombinedOutput()
+	if c.wantDie != "" {
+		if err == nil || !strings.Contains(string(b), c.wantDie) {
+			t.Fatalf("child: %v, want it to die saying %q\n%s", err, c.wantDie, b)
+		}
+		return sccResult{}
+	}
+	if err != nil {
 		t.Fatalf("child: %v\n%s", err, b)
 	}
-	b, err := os.ReadFile(out)
+	b, err = os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,11 +297,15 @@ func runSccChild(t testing.TB, dir string, c sccChild) sccResult {
 	if err := json.Unmarshal(b, &res); err != nil {
 		t.Fatalf("child result %q: %v", b, err)
 	}
-	if res.InitSeccompErr != "" {
-		t.Fatalf("InitSeccomp in the child: %s", res.InitSeccompErr)
+	want := "Seccomp:\t2"
+	if c.wantErr || c.mode == "reads" {
+		want = "Seccomp:\t0"
 	}
-	if res.SeccompStatus != "Seccomp:\t2" {
-		t.Fatalf("child after InitSeccomp: %q, want filter mode", res.SeccompStatus)
+	if c.wantErr != (res.InitSeccompErr != "") {
+		t.Fatalf("InitSeccomp in the child: error %q, want error: %v", res.InitSeccompErr, c.wantErr)
+	}
+	if res.SeccompStatus != want {
+		t.Fatalf("child after InitSeccomp: %q, want %q", res.SeccompStatus, want)
 	}
 	return res
 }
@@ -169,14 +326,60 @@ func sccDir(t testing.TB) string {
 // sccFile splits a cache file into key and program (after checking it).
 func sccFile(t *testing.T, b []byte) (key, prog []byte) {
 	t.Helper()
-	if len(b) < 32 || string(b[:8]) != "BRTHSCC1" {
+	if len(b) < 32 || string(b[:8]) != "BRTHSCC1" || binary.NativeEndian.Uint32(b[8:]) != 2 {
 		t.Fatalf("cache file of %d bytes: bad header", len(b))
 	}
-	kl, pl := binary.NativeEndian.Uint32(b[12:]), binary.NativeEndian.Uint32(b[16:])
-	if int(24+kl+pl+8) != len(b) {
-		t.Fatalf("cache file: lengths %d+%d do not add up to %d", kl, pl, len(b))
+	kl, pl, sl := binary.NativeEndian.Uint32(b[12:]), binary.NativeEndian.Uint32(b[16:]), binary.NativeEndian.Uint32(b[20:])
+	if int(24+kl+pl+sl+8) != len(b) || sl == 0 {
+		t.Fatalf("cache file: lengths %d+%d+%d do not add up to %d", kl, pl, sl, len(b))
 	}
 	return b[24 : 24+kl], b[24+kl : 24+kl+pl]
+}
+
+// sccRecords splits a key into its records (the format of
+// seccompcache_linux.go: a u32 id, its arguments, its result), the
+// trailer (SCC_KEY_END...) last; each record is returned with its offset.
+func sccRecords(t *testing.T, key []byte) (recs [][]byte, offs []int) {
+	t.Helper()
+	for off := 0; off < len(key); {
+		id := binary.NativeEndian.Uint32(key[off:])
+		var n int
+		switch id {
+		case 1, 2, 3, 4, 10: // init, reset, arch add/remove/exist
+			n = 12
+		case 5, 8, 11: // attr set, priority, attr get
+			n = 16
+		case 6, 7: // rule adds: action syscall count, count conditions, rc
+			n = 20 + 24*int(binary.NativeEndian.Uint32(key[off+12:]))
+		case 9: // the trailer
+			n = 24
+		default:
+			t.Fatalf("key offset %d: record id %d", off, id)
+		}
+		if off+n > len(key) {
+			t.Fatalf("key offset %d: record of %d bytes past the end %d", off, n, len(key))
+		}
+		recs, offs = append(recs, key[off:off+n]), append(offs, off)
+		off += n
+	}
+	if len(recs) < 2 || binary.NativeEndian.Uint32(recs[len(recs)-1]) != 9 {
+		t.Fatal("key does not end with its trailer")
+	}
+	return recs, offs
+}
+
+// sccFirstDiff is the index of the first record that differs between two
+// keys' call records (trailers left out), or the shorter one's length.
+func sccFirstDiff(t *testing.T, a, b []byte) int {
+	ra, _ := sccRecords(t, a)
+	rb, _ := sccRecords(t, b)
+	ra, rb = ra[:len(ra)-1], rb[:len(rb)-1]
+	for i := range min(len(ra), len(rb)) {
+		if !bytes.Equal(ra[i], rb[i]) {
+			return i
+		}
+	}
+	return min(len(ra), len(rb))
 }
 
 // sccResum recomputes a cache file's checksum after an edit.
@@ -218,8 +421,9 @@ func TestSeccompCacheInit(t *testing.T) {
 	cache := filepath.Join(dir, "seccomp.cache")
 
 	first := runSccChild(t, dir, sccChild{profile: "default", tap: true})
-	if s := first.Stats; !s.Armed || s.Hits != 0 || s.Misses != 1 || s.Writes != 1 || s.Calls < 100 {
-		t.Fatalf("first start: %+v, want armed, a miss and a write (and the wrappers called)", s)
+	if s := first.Stats; !s.Armed || s.Hits != 0 || s.Misses != 1 || s.Writes != 1 || s.Calls < 100 ||
+		s.Deferred != 0 || s.Replays != 0 || s.RealRuleAdds < 100 {
+		t.Fatalf("first start: %+v, want armed, a miss and a write (and the wrappers called, the rules added)", s)
 	}
 	if len(first.Real) == 0 || len(first.Real)%8 != 0 || !bytes.Equal(first.Served, first.Real) {
 		t.Fatalf("first start served %d bytes, real export %d bytes: not equal", len(first.Served), len(first.Real))
@@ -237,8 +441,12 @@ func TestSeccompCacheInit(t *testing.T) {
 	}
 
 	second := runSccChild(t, dir, sccChild{profile: "default", tap: true})
-	if s := second.Stats; s.Hits != 1 || s.Misses != 0 || s.Writes != 0 {
-		t.Fatalf("second start: %+v, want one hit", s)
+	// The hit made no real rule add (nor any other call: nothing
+	// replayed), libcontainer's reads after the export were answered from
+	// the snapshot, and the program is a real export of the same calls.
+	if s := second.Stats; s.Hits != 1 || s.Misses != 0 || s.Writes != 0 || s.Deferred < 100 ||
+		s.RealRuleAdds != 0 || s.Replays != 0 || s.Replayed != 0 || s.Divergences != 0 || s.SnapServed == 0 {
+		t.Fatalf("second start: %+v, want one hit, every call deferred", s)
 	}
 	if !bytes.Equal(second.Served, second.Real) || !bytes.Equal(second.Served, first.Real) {
 		t.Fatalf("second start served %d bytes, its real export %d, the first's %d: not all equal",
@@ -267,8 +475,8 @@ func TestSeccompCacheInit(t *testing.T) {
 
 	// A profile with one syscall fewer: a different call sequence, a miss.
 	minus := runSccChild(t, dir, sccChild{profile: "minus", tap: true})
-	if s := minus.Stats; s.Hits != 0 || s.Misses != 1 || s.Writes != 1 {
-		t.Fatalf("changed profile: %+v, want a miss", s)
+	if s := minus.Stats; s.Hits != 0 || s.Misses != 1 || s.Writes != 1 || s.Replays != 1 || s.Divergences != 0 {
+		t.Fatalf("changed profile: %+v, want a miss, after one replay", s)
 	}
 	if !bytes.Equal(minus.Served, minus.Real) || bytes.Equal(minus.Real, first.Real) {
 		t.Fatal("changed profile: served program is not its own real export, or equals the old one")
@@ -387,10 +595,13 @@ func BenchmarkSeccompCacheInit(b *testing.B) {
 
 // TestSeccompCacheWrapsAllMutators lists every libseccomp function
 // libseccomp-golang calls (C.seccomp_* in its Go files, seccomp_*() in its
-// C compat wrappers) and fails if one is neither wrapped (an --wrap in
-// seccompcache_linux.go's LDFLAGS, with its __wrap_ in this binary) nor on
-// the read-only list: a dependency upgrade must not add an unrecorded
-// mutator. It also checks the wrappers are really called.
+// C compat wrappers) and fails unless each one is classified, in exactly
+// one of seccompCacheRecorded (mutators and state-dependent reads, wrapped
+// and keyed), seccompCacheUnserved (wrapped, made real after the deferred
+// calls) and seccompCachePassThrough (not wrapped: no filter context
+// involved), and the wrapped ones are exactly the --wrap list: a
+// dependency upgrade must not add an unrecorded mutator or an unseen read.
+// It also checks the wrappers are really called.
 func TestSeccompCacheWrapsAllMutators(t *testing.T) {
 	gobin := testrig.RequireBinary(t, "go", "golang-go")
 	out, err := exec.Command(gobin, "list", "-m", "-json", "github.com/seccomp/libseccomp-golang").Output()
@@ -421,7 +632,28 @@ func TestSeccompCacheWrapsAllMutators(t *testing.T) {
 			used[string(m[1])] = true
 		}
 	}
-	if len(used) < 15 || !used["seccomp_rule_add_array"] || !used["seccomp_export_bpf"] {
+	// libcontainer's seccomp code goes through libseccomp-golang; any C
+	// call of its own must be classified as well.
+	if out, err := exec.Command(gobin, "list", "-m", "-f", "{{.Dir}}", "github.com/opencontainers/runc").Output(); err != nil {
+		t.Fatalf("go list runc: %v", err)
+	} else {
+		rdir := strings.TrimSpace(string(out))
+		lc, _ := filepath.Glob(filepath.Join(rdir, "libcontainer", "seccomp", "*.go"))
+		pb, _ := filepath.Glob(filepath.Join(rdir, "libcontainer", "seccomp", "patchbpf", "*.go"))
+		if len(lc) == 0 || len(pb) == 0 {
+			t.Fatalf("no libcontainer seccomp sources in %s", rdir)
+		}
+		for _, f := range append(lc, pb...) {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range goCall.FindAllSubmatch(b, -1) {
+				used[string(m[1])] = true
+			}
+		}
+	}
+	if len(used) < 15 || !used["seccomp_rule_add_array"] || !used["seccomp_export_bpf"] || !used["seccomp_attr_get"] {
 		t.Fatalf("found only %d libseccomp functions in %s: the parse is broken", len(used), mod.Dir)
 	}
 	src, err := os.ReadFile("seccompcache_linux.go")
@@ -432,19 +664,36 @@ func TestSeccompCacheWrapsAllMutators(t *testing.T) {
 	for _, m := range regexp.MustCompile(`-Wl,--wrap=(\w+)`).FindAllSubmatch(src, -1) {
 		wrapped[string(m[1])] = true
 	}
-	for _, must := range []string{"seccomp_init", "seccomp_reset", "seccomp_release", "seccomp_arch_add", "seccomp_arch_remove",
-		"seccomp_attr_set", "seccomp_rule_add_array", "seccomp_rule_add_exact_array", "seccomp_syscall_priority",
-		"seccomp_merge", "seccomp_api_set", "seccomp_export_bpf", "seccomp_export_bpf_mem"} {
-		if !wrapped[must] {
-			t.Errorf("%s is not wrapped", must)
+	class := map[string]string{}
+	for name, list := range map[string][]string{
+		"recorded": seccompCacheRecorded, "unserved": seccompCacheUnserved, "pass-through": seccompCachePassThrough,
+	} {
+		for _, f := range list {
+			if class[f] != "" {
+				t.Errorf("%s is classified both %s and %s", f, class[f], name)
+			}
+			class[f] = name
+			if w := name != "pass-through"; wrapped[f] != w {
+				t.Errorf("%s is %s but wrapped=%v", f, name, wrapped[f])
+			}
+		}
+	}
+	for f := range wrapped {
+		if class[f] == "" {
+			t.Errorf("%s is wrapped but not classified", f)
 		}
 	}
 	for f := range used {
-		if wrapped[f] && slices.Contains(seccompCacheReadOnly, f) {
-			t.Errorf("%s is both wrapped and listed read-only", f)
+		if class[f] == "" {
+			t.Errorf("libseccomp-golang %s calls %s: not classified (recorded, unserved or pass-through) in seccompcache_linux.go", mod.Version, f)
 		}
-		if !wrapped[f] && !slices.Contains(seccompCacheReadOnly, f) {
-			t.Errorf("libseccomp-golang %s calls %s: neither wrapped nor listed read-only in seccompcache_linux.go", mod.Version, f)
+	}
+	// The reads libcontainer makes of a filter (patchbpf's flags, after
+	// the export) and the state-dependent ones of libseccomp-golang must
+	// be recorded, not passed through to a possibly still empty context.
+	for _, f := range []string{"seccomp_attr_get", "seccomp_arch_exist", "seccomp_init", "seccomp_rule_add_array"} {
+		if class[f] != "recorded" {
+			t.Errorf("%s is %q, want recorded", f, class[f])
 		}
 	}
 	// The wrappers are in berth (test binaries have no symbol table), and
@@ -550,5 +799,298 @@ func TestRootSeccompCacheShared(t *testing.T) {
 	b2, err := os.ReadFile(filepath.Join(dir2, "seccomp.cache"))
 	if err != nil || !bytes.Equal(b1, b2) {
 		t.Fatalf("second container's cache file is not the shared one: %v", err)
+	}
+}
+
+// sccNeeded are syscalls the child (Go runtime, test framework, its
+// result file) may make after its filter is loaded: variants leave them
+// alone.
+var sccNeeded = strings.Fields(`read write openat open close fstat newfstatat stat lstat statx futex mmap munmap
+	mprotect madvise brk exit exit_group rt_sigreturn rt_sigprocmask rt_sigaction sigaltstack sched_yield
+	sched_getaffinity nanosleep clock_gettime clock_nanosleep epoll_create1 epoll_ctl epoll_wait epoll_pwait
+	epoll_pwait2 eventfd2 pipe2 getpid gettid tgkill tkill kill clone clone3 fcntl lseek pread64 pwrite64
+	getrandom prctl uname readlinkat ioctl getdents64 fsync fdatasync ftruncate unlinkat renameat renameat2
+	mkdirat chdir fchdir getcwd dup dup3 waitid wait4 set_robust_list rseq arch_prctl mremap fadvise64
+	getppid getuid geteuid getgid getegid setitimer timer_settime timer_create timer_delete restart_syscall`)
+
+// sccPick returns the index of the first unconditional allow rule at or
+// after from that the child does not need, for a variant to change.
+func sccPick(t *testing.T, cfg *configs.Seccomp, from int) int {
+	for i := from; i < len(cfg.Syscalls); i++ {
+		c := cfg.Syscalls[i]
+		if c.Action == configs.Allow && len(c.Args) == 0 && !slices.Contains(sccNeeded, c.Name) {
+			return i
+		}
+	}
+	for i := from - 1; i >= 0; i-- {
+		c := cfg.Syscalls[i]
+		if c.Action == configs.Allow && len(c.Args) == 0 && !slices.Contains(sccNeeded, c.Name) {
+			return i
+		}
+	}
+	t.Fatal("no rule to change")
+	return 0
+}
+
+// sccCheckDiverged checks a child that was handed a cache file whose
+// key first differs from its own calls at record k (0: the seccomp_init
+// record): it deferred records 1..k-1, made them real once (checked, no
+// divergence), missed, and handed out exactly what a real export of its
+// own calls gives.
+func sccCheckDiverged(t *testing.T, res sccResult, k int) {
+	t.Helper()
+	s := res.Stats
+	want := uint64(max(k-1, 0))
+	wantReplays := uint64(0)
+	if k > 0 {
+		wantReplays = 1
+	}
+	if s.Hits != 0 || s.Misses != 1 || s.Writes != 1 || s.Deferred != want || s.Replays != wantReplays ||
+		s.Replayed != want || s.Divergences != 0 || s.Poisons != 0 {
+		t.Fatalf("diverging at record %d: %+v, want %d deferred and replayed, a miss", k, s, want)
+	}
+	if len(res.Real) == 0 || !bytes.Equal(res.Served, res.Real) {
+		t.Fatalf("diverging at record %d: served %d bytes, a real export %d: not equal", k, len(res.Served), len(res.Real))
+	}
+}
+
+// TestSeccompCacheDeferDivergence runs inits whose calls leave the stored
+// key at many points: the deferred calls are replayed, the rest made for
+// real, and the program handed out, and the cache file written, are
+// exactly those of an init that never had a cache file.
+func TestSeccompCacheDeferDivergence(t *testing.T) {
+	testrig.RequireRoot(t)
+	dir := sccDir(t)
+	cache := filepath.Join(dir, "seccomp.cache")
+	first := runSccChild(t, dir, sccChild{profile: "default", tap: true})
+	good, err := os.ReadFile(cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	goodKey, _ := sccFile(t, good)
+	recs, offs := sccRecords(t, goodKey)
+	nrec := len(recs) - 1 // call records, without the trailer
+	put := func(t *testing.T, b []byte) {
+		t.Helper()
+		os.Remove(cache)
+		if err := os.WriteFile(cache, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The same profile against a key with record k changed (an argument:
+	// a different call): the divergence is exactly at k.
+	t.Run("key", func(t *testing.T) {
+		for _, k := range []int{0, 1, 2, 3, nrec / 4, nrec / 2, 3 * nrec / 4, nrec - 2, nrec - 1} {
+			b := bytes.Clone(good)
+			b[24+offs[k]+4] ^= 0x5a
+			sccResum(b)
+			put(t, b)
+			res := runSccChild(t, dir, sccChild{profile: "default", tap: true})
+			sccCheckDiverged(t, res, k)
+			if !bytes.Equal(res.Served, first.Real) {
+				t.Fatalf("record %d: served program differs from the first real export", k)
+			}
+			if after, _ := os.ReadFile(cache); !bytes.Equal(after, good) {
+				t.Fatalf("record %d: the cache file written differs from the one an init without a file writes", k)
+			}
+		}
+	})
+
+	// Profiles that differ from the stored one: each init's program and
+	// cache file equal those of the same profile's init without a file.
+	t.Run("profiles", func(t *testing.T) {
+		cfg := sccConfig(t, "default", "")
+		n := len(cfg.Syscalls)
+		variants := []string{"default", "arch-", "attr", "add"}
+		for _, at := range []int{0, n / 4, n / 2, 3 * n / 4, n - 1} {
+			i := sccPick(t, cfg, at)
+			variants = append(variants, fmt.Sprintf("drop:%d", i), fmt.Sprintf("errno:%d", i))
+		}
+		var ks []int
+		for _, v := range variants {
+			put(t, good)
+			res := runSccChild(t, dir, sccChild{profile: "default", variant: v, tap: true})
+			got, err := os.ReadFile(cache)
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.Remove(cache)
+			fresh := runSccChild(t, dir, sccChild{profile: "default", variant: v, tap: true})
+			want, err := os.ReadFile(cache)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("%s: cache file after diverging differs from a fresh init's", v)
+			}
+			key, _ := sccFile(t, got)
+			k := sccFirstDiff(t, goodKey, key)
+			sccCheckDiverged(t, res, k)
+			// (The log flag changes how the program is loaded, not the
+			// program: only the file tells that variant apart.)
+			if !bytes.Equal(res.Served, fresh.Served) || (v != "attr" && bytes.Equal(res.Served, first.Real)) {
+				t.Fatalf("%s: served program is not the fresh init's, or is the stored one", v)
+			}
+			vrecs, _ := sccRecords(t, key)
+			adds := 0
+			for _, r := range vrecs {
+				if id := binary.NativeEndian.Uint32(r); id == 6 || id == 7 {
+					adds++
+				}
+			}
+			if res.Stats.RealRuleAdds != uint64(adds) {
+				t.Fatalf("%s: %d real rule adds, want each of the %d once", v, res.Stats.RealRuleAdds, adds)
+			}
+			t.Logf("%s: diverged at record %d of %d", v, k, nrec)
+			ks = append(ks, k)
+		}
+		if !slices.Contains(ks, 0) || !slices.Contains(ks, nrec) ||
+			!slices.ContainsFunc(ks, func(k int) bool { return k > nrec/3 && k < 2*nrec/3 }) {
+			t.Fatalf("divergence points %v of %d records: want the first, the middle and the end", ks, nrec)
+		}
+	})
+
+	// A replayed call whose result is not the one handed out (a stored
+	// result changed here; libseccomp itself is deterministic): the init
+	// fails, whether the replay comes at a later call or at the export,
+	// and loads no filter.
+	t.Run("divergence", func(t *testing.T) {
+		arch := -1
+		for i, r := range recs {
+			if binary.NativeEndian.Uint32(r) == 3 && binary.NativeEndian.Uint32(r[8:]) == 0 {
+				arch = i
+				break
+			}
+		}
+		if arch < 0 {
+			t.Fatal("no successful arch add in the key")
+		}
+		tampered := bytes.Clone(good)
+		binary.NativeEndian.PutUint32(tampered[24+offs[arch]+8:], uint32(0xffffffef)) // -EEXIST
+		sccResum(tampered)
+		// The key one record longer than the calls: the replay comes at
+		// the export.
+		kl := len(goodKey)
+		trailer := offs[len(offs)-1]
+		longer := slices.Concat(tampered[:24+trailer], []byte{2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, tampered[24+trailer:])
+		binary.NativeEndian.PutUint32(longer[12:], uint32(kl+12))
+		sccResum(longer)
+		for _, c := range []struct {
+			name    string
+			file    []byte
+			variant string
+		}{{"at a call", tampered, "add"}, {"at the export", longer, ""}} {
+			put(t, c.file)
+			res := runSccChild(t, dir, sccChild{profile: "default", variant: c.variant, wantErr: true})
+			if s := res.Stats; s.Divergences != 1 || s.Hits != 0 || s.Misses != 0 || s.Writes != 0 || s.Replays != 1 {
+				t.Fatalf("%s: %+v, want one divergence and nothing served or written", c.name, s)
+			}
+			if !strings.Contains(res.InitSeccompErr, "operation canceled") {
+				t.Fatalf("%s: InitSeccomp error %q", c.name, res.InitSeccompErr)
+			}
+			if b, _ := os.ReadFile(cache); !bytes.Equal(b, c.file) {
+				t.Fatalf("%s: the cache file was rewritten", c.name)
+			}
+			t.Logf("%s: %s", c.name, res.InitSeccompErr)
+		}
+	})
+}
+
+// TestSeccompCacheDeferReads builds a filter with reads of its state
+// between and after the changes (sccReads), whose answers from an empty
+// context would differ: on a hit every one is answered from the key or,
+// after the export, the snapshot, and each answer is the one the real
+// calls gave; on a divergence after them, the replay confirms them.
+func TestSeccompCacheDeferReads(t *testing.T) {
+	testrig.RequireRoot(t)
+	dir := sccDir(t)
+	want := []string{
+		"x86-before=false/<nil>", "x86-added=true/<nil>", "arm=false/<nil>", "nnp-default=true/<nil>",
+		"nnp-cleared=false/<nil>", "x32-added=true/<nil>",
+		"x86-after-export=true/<nil>", "arm-after-export=false/<nil>", "nnp-after-export=false/<nil>",
+	}
+	miss := runSccChild(t, dir, sccChild{mode: "reads", tap: true})
+	if s := miss.Stats; s.Misses != 1 || s.Writes != 1 || s.Deferred != 0 {
+		t.Fatalf("first: %+v, want a miss", s)
+	}
+	if !slices.Equal(miss.Reads, want) {
+		t.Fatalf("first: read %q, want %q", miss.Reads, want)
+	}
+	if len(miss.Exported) == 0 || !bytes.Equal(miss.Exported, miss.Real) {
+		t.Fatal("first: exported program is not the real export")
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "seccomp.cache"))
+	key, _ := sccFile(t, b)
+	recs, _ := sccRecords(t, key)
+	reads := 0
+	for _, r := range recs {
+		if id := binary.NativeEndian.Uint32(r); id == 10 || id == 11 {
+			reads++
+		}
+	}
+	if reads != 6 {
+		t.Fatalf("key has %d read records, want the 6 before the export", reads)
+	}
+
+	hit := runSccChild(t, dir, sccChild{mode: "reads", tap: true})
+	if s := hit.Stats; s.Hits != 1 || s.Deferred != uint64(len(recs)-2) || s.RealRuleAdds != 0 || s.Replays != 0 || s.SnapServed != 3 {
+		t.Fatalf("hit: %+v, want every call deferred, the 3 reads after the export from the snapshot", s)
+	}
+	if !slices.Equal(hit.Reads, want) {
+		t.Fatalf("hit: read %q, want %q", hit.Reads, want)
+	}
+	if !bytes.Equal(hit.Exported, miss.Exported) || !bytes.Equal(hit.Served, hit.Real) {
+		t.Fatal("hit: exported program is not the real export")
+	}
+
+	// A rule added after a served export: the deferred calls are made
+	// real (and the served program and snapshot checked against them)
+	// first, then the rest is real.
+	post := runSccChild(t, dir, sccChild{mode: "reads", variant: "post"})
+	if s := post.Stats; s.Hits != 1 || s.Replays != 1 || s.Replayed != uint64(len(recs)-2) || s.Divergences != 0 || s.RealRuleAdds != 5 {
+		t.Fatalf("a rule after a served export: %+v", s)
+	}
+	if !slices.Equal(post.Reads, want) || !bytes.Equal(post.Exported, miss.Exported) ||
+		len(post.Exported2) == 0 || bytes.Equal(post.Exported2, miss.Exported) {
+		t.Fatalf("a rule after a served export: read %q; exports %d, %d bytes", post.Reads, len(post.Exported), len(post.Exported2))
+	}
+
+	// The same, with a stored result changed so that the replay differs
+	// from what was handed out: with a program already served, the init
+	// cannot be told, and dies.
+	cache := filepath.Join(dir, "seccomp.cache")
+	tampered := bytes.Clone(b)
+	_, offs := sccRecords(t, key)
+	for i, r := range recs {
+		if binary.NativeEndian.Uint32(r) == 3 && binary.NativeEndian.Uint32(r[8:]) == 0 {
+			binary.NativeEndian.PutUint32(tampered[24+offs[i]+8:], uint32(0xffffffef)) // -EEXIST
+			break
+		}
+	}
+	sccResum(tampered)
+	if bytes.Equal(tampered, b) {
+		t.Fatal("no successful arch add in the key")
+	}
+	os.Remove(cache)
+	if err := os.WriteFile(cache, tampered, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runSccChild(t, dir, sccChild{mode: "reads", variant: "post", wantDie: "served program diverges"})
+	if err := os.WriteFile(cache, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// One more rule after the reads: they were deferred, then replayed and
+	// found equal.
+	more := runSccChild(t, dir, sccChild{mode: "reads", variant: "add", tap: true})
+	if s := more.Stats; s.Misses != 1 || s.Replays != 1 || s.Divergences != 0 || s.Replayed != uint64(len(recs)-2) {
+		t.Fatalf("diverging after the reads: %+v", s)
+	}
+	if !slices.Equal(more.Reads, want) {
+		t.Fatalf("diverging after the reads: read %q, want %q", more.Reads, want)
+	}
+	if !bytes.Equal(more.Exported, more.Real) || bytes.Equal(more.Exported, miss.Exported) {
+		t.Fatal("diverging after the reads: exported program is not its real export")
 	}
 }
