@@ -606,7 +606,7 @@ func TestSetupTask(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if _, err := netlink.LinkByName(ep.HostVeth); err == nil {
+		if !linkGone(ep.HostVeth) {
 			t.Errorf("%s: veth %s left", id, ep.HostVeth)
 		}
 		if isMountPoint(t, ep.NetNSPath) {
@@ -837,5 +837,22 @@ func TestForwardBlockers(t *testing.T) {
 	got, err := n.forwardBlockers(c)
 	if err != nil || fmt.Sprint(got) != "[inet fw FORWARD ip filter FORWARD]" {
 		t.Fatalf("forwardBlockers = %q, %v", got, err)
+	}
+}
+
+// linkGone waits until no link is named name. A released task's veth
+// goes with its network namespace, which the kernel destroys in the
+// background (releasePlumbing): moments later, or seconds on a loaded
+// machine.
+func linkGone(name string) bool {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := netlink.LinkByName(name); isNotFound(err) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -220,8 +220,8 @@ func TestReconcileRemoves(t *testing.T) {
 			t.Errorf("%s left: %v", path, err)
 		}
 	}
-	if _, err := netlink.LinkByName(dead.HostVeth); !isNotFound(err) {
-		t.Errorf("veth of the dead task left: %v", err)
+	if !linkGone(dead.HostVeth) {
+		t.Errorf("veth of the dead task %s left", dead.HostVeth)
 	}
 	if rules, err := n.portRules("dead"); err != nil || len(rules) != 0 {
 		t.Errorf("rules of the dead task left: %v, %v", rules, err)

@@ -400,8 +400,18 @@ func (e *runEnv) assertNetworkClean() {
 	} else if leases, err := n.Leases(); err != nil || len(leases) > 0 {
 		e.t.Errorf("leases left: %v %v", leases, err)
 	}
-	if out, err := exec.Command("ip", "-o", "link", "show", "master", e.bridge).CombinedOutput(); err == nil && strings.TrimSpace(string(out)) != "" {
-		e.t.Errorf("veths left on %s:\n%s", e.bridge, out)
+	// A released task's veth goes with its network namespace, which the
+	// kernel destroys in the background: moments later, or seconds on a
+	// loaded machine.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		out, err := exec.Command("ip", "-o", "link", "show", "master", e.bridge).CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			e.t.Errorf("veths left on %s:\n%s", e.bridge, out)
+			break
+		}
 	}
 	if out, err := exec.Command("nft", "list", "table", "ip", e.table).CombinedOutput(); err == nil && strings.Contains(string(out), "berth task=") {
 		e.t.Errorf("port rules left in table %s:\n%s", e.table, out)

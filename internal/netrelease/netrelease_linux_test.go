@@ -67,14 +67,14 @@ func TestRunReleases(t *testing.T) {
 		t.Errorf("netns file after the release: %v", err)
 	}
 	// The host end of the veth goes with the namespace, moments later.
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for {
 		left := vethsOn(t, bridge)
 		if len(left) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("veths still on %s 10 s after the release: %v", bridge, left)
+			t.Fatalf("veths still on %s 20 s after the release: %v", bridge, left)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
