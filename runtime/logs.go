@@ -111,13 +111,23 @@ type streamWriter struct {
 	stream string
 	buf    []byte
 	mu     sync.Mutex
+	// now is time.Now unless a test compares with the C supervisor's
+	// writer, which must be given the same clock.
+	now func() time.Time
+}
+
+func (w *streamWriter) clock() time.Time {
+	if w.now != nil {
+		return w.now()
+	}
+	return time.Now()
 }
 
 func (w *streamWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.buf = append(w.buf, p...)
-	now := time.Now()
+	now := w.clock()
 	for {
 		i := bytes.IndexByte(w.buf, '\n')
 		if i < 0 {
@@ -143,7 +153,7 @@ func (w *streamWriter) flush() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if len(w.buf) > 0 {
-		w.log.write(w.stream, w.buf, time.Now())
+		w.log.write(w.stream, w.buf, w.clock())
 		w.buf = nil
 	}
 }

@@ -45,8 +45,17 @@ const MonitorArg = monitorArg
 // codes, signals and OOM kills in the task state, then cleans up (and
 // removes the task when it was created with AutoRemove). It ignores
 // SIGINT/SIGHUP so a terminal going away does not take the task with it.
+// A task with neither TTYs nor stdin is, once started, watched by the C
+// supervisor this process execs into, which execs back into RunMonitor for
+// the exits (see supervise_linux.go).
 func (r *Runtime) RunMonitor(id string) error {
 	signal.Ignore(unix.SIGINT, unix.SIGHUP, unix.SIGPIPE)
+	// Back from the C supervisor (see supervise_linux.go): its containers
+	// have exited.
+	if done, ok := os.LookupEnv(supDoneEnv); ok {
+		os.Unsetenv(supDoneEnv)
+		return r.finishSupervised(id, done)
+	}
 	// Started ahead by Create: wait for the word (EOF: the task was never
 	// created, or its start was called off).
 	if os.Getenv(monitorGoFDEnv) == "5" {
@@ -117,7 +126,14 @@ func (r *Runtime) RunMonitor(id string) error {
 		// -t: the pty master and the end of copying its output.
 		console console.Console
 		ttyDone chan struct{}
+		// Supervised tasks: the read ends of the output pipes, and, only
+		// if the exec into the supervisor failed, the end of copying them.
+		pipeOut, pipeErr *os.File
+		copyDone         chan struct{}
 	}
+	// A task without TTYs and stdin is handed to the C supervisor once
+	// started; its containers write to pipes the supervisor reads.
+	sup := supervisable(t)
 	var started []*running
 	var attach *attachTarget
 	// pending holds record changes not written yet: a started container's
@@ -180,6 +196,18 @@ func (r *Runtime) RunMonitor(id string) error {
 			}
 			consoleParent, consoleChild = os.NewFile(uintptr(fds[0]), "console-parent"), os.NewFile(uintptr(fds[1]), "console-child")
 			p.ConsoleSocket = consoleChild
+		case sup:
+			var outW, errW *os.File
+			if rn.pipeOut, outW, err = outputPipe(); err != nil {
+				return fail(c, err)
+			}
+			if rn.pipeErr, errW, err = outputPipe(); err != nil {
+				outW.Close()
+				return fail(c, err)
+			}
+			// Files, so libcontainer hands them to the init as they are,
+			// with no copying goroutine of ours between.
+			p.Stdout, p.Stderr = outW, errW
 		default:
 			p.Stdout, p.Stderr = rn.out, rn.errw
 			if c.Stdin {
@@ -192,6 +220,12 @@ func (r *Runtime) RunMonitor(id string) error {
 		unlock := lockCgroupParent(unix.LOCK_SH) // see cgroupLockPath
 		err = lc.Start(p)
 		unlock()
+		if sup {
+			// The init has its copies (or failed): ours would keep the
+			// pipes from ever reaching EOF.
+			p.Stdout.(*os.File).Close()
+			p.Stderr.(*os.File).Close()
+		}
 		if err != nil {
 			// A failed start saved no state, so no later Load finds the
 			// container: destroy it now or its state dir stays behind.
@@ -259,6 +293,68 @@ func (r *Runtime) RunMonitor(id string) error {
 	}))
 	report("ok")
 
+	if sup {
+		// The output is copied here at first, as by a Go monitor: a
+		// command that ends at once ends under it, without the two execs,
+		// the second of which the exit report would wait for.
+		startCopy := func(rn *running) {
+			rn.copyDone = make(chan struct{})
+			go func() {
+				var cw sync.WaitGroup
+				cw.Add(2)
+				go func() { io.Copy(rn.out, rn.pipeOut); cw.Done() }()
+				go func() { io.Copy(rn.errw, rn.pipeErr); cw.Done() }()
+				cw.Wait()
+				close(rn.copyDone)
+			}()
+		}
+		for _, rn := range started {
+			startCopy(rn)
+		}
+		allExited := func() bool {
+			for _, rn := range started {
+				pid, _ := rn.p.Pid()
+				// WNOWAIT: the zombie stays for p.Wait or the
+				// supervisor. With WNOHANG and no exit, Linux fills in a
+				// zero siginfo.
+				var si unix.Siginfo
+				if unix.Waitid(unix.P_PID, pid, &si, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil) != nil || si.Signo != int32(unix.SIGCHLD) {
+					return false
+				}
+			}
+			return true
+		}
+		for end := time.Now().Add(supGrace); !allExited() && time.Now().Before(end); {
+			time.Sleep(2 * time.Millisecond)
+		}
+		if !allExited() {
+			// Stop the copying (a read deadline in the past ends the
+			// reads, and nothing read is lost); the partial lines go to
+			// the supervisor with the pipes.
+			for _, rn := range started {
+				rn.pipeOut.SetReadDeadline(time.Unix(1, 0))
+				rn.pipeErr.SetReadDeadline(time.Unix(1, 0))
+			}
+			ctrs := make([]supCtr, 0, len(started))
+			for _, rn := range started {
+				<-rn.copyDone
+				pid, _ := rn.p.Pid()
+				ctrs = append(ctrs, supCtr{name: rn.c.Name, pid: pid, out: rn.pipeOut, err: rn.pipeErr,
+					outBuf: rn.out.buf, errBuf: rn.errw.buf,
+					path: rn.log.path, maxSize: rn.log.maxSize, maxFiles: rn.log.maxFiles})
+			}
+			// Returns only if the exec failed; then this monitor goes on
+			// copying the output itself.
+			err := execSupervisor(ctrs, exitPipe)
+			r.log.Warn("supervisor", "task", id, "err", err)
+			for _, rn := range started {
+				rn.pipeOut.SetReadDeadline(time.Time{})
+				rn.pipeErr.SetReadDeadline(time.Time{})
+				startCopy(rn)
+			}
+		}
+	}
+
 	// Each exit is recorded as it happens; the last one together with the
 	// task's STOPPED.
 	var mu sync.Mutex
@@ -285,6 +381,15 @@ func (r *Runtime) RunMonitor(id string) error {
 				case <-time.After(time.Second):
 				}
 				rn.console.Close()
+			}
+			if rn.copyDone != nil {
+				// As for a tty: background processes may hold the pipes.
+				select {
+				case <-rn.copyDone:
+				case <-time.After(time.Second):
+				}
+				rn.pipeOut.Close()
+				rn.pipeErr.Close()
 			}
 			rn.out.flush()
 			rn.errw.flush()

@@ -373,11 +373,34 @@ func (r *Runtime) containerRunning(id, ctr string) bool {
 // monitorAlive checks that pid is still the monitor of task id (and not a
 // recycled pid).
 func monitorAlive(pid int, id string) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-	if err != nil {
-		return false
+	// A supervised monitor (supervise_linux.go) execs itself, and while an
+	// execve is under way its command line reads empty. Wait for the exec
+	// to end rather than take the monitor for dead, unless it is dead (a
+	// zombie, or gone).
+	for i := 0; ; i++ {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+		if err != nil {
+			return false
+		}
+		if len(b) > 0 || i == 1000 || procDead(pid) {
+			return strings.Contains(string(b), "\x00"+monitorArg+"\x00") && strings.Contains(string(b), id)
+		}
+		time.Sleep(time.Millisecond)
 	}
-	return strings.Contains(string(b), "\x00"+monitorArg+"\x00") && strings.Contains(string(b), id)
+}
+
+// procDead reports whether pid is gone or a zombie. A process in execve
+// may show a zombie thread group leader (when another of its threads
+// called execve, as Go's may), but then still counts that thread: a dead
+// process is a zombie of one thread.
+func procDead(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return true
+	}
+	st := string(b)
+	zombie := strings.Contains(st, "\nState:\tZ") || strings.Contains(st, "\nState:\tX")
+	return zombie && strings.Contains(st, "\nThreads:\t1\n")
 }
 
 // monitorArg is the hidden command the monitor runs as.
