@@ -112,14 +112,26 @@ type AttachInput struct {
 	mu   sync.Mutex
 }
 
+// ErrEnded says a task has no input to attach to because it has already
+// ended (its monitor stops serving input when the containers exit, and an
+// auto-removed task is gone altogether): a short command can get there
+// before the client attaches.
+var ErrEnded = errors.New("the task has ended")
+
 // Input opens the input side of an attached task (its -i or -t container).
 func (r *Runtime) Input(id string) (*AttachInput, error) {
 	t, err := r.Get(id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("attach to %s: %w", id, ErrEnded)
+	}
 	if err != nil {
 		return nil, err
 	}
 	conn, err := net.Dial("unix", r.attachPath(t.ID))
 	if err != nil {
+		if now, gerr := r.Get(id); errors.Is(gerr, ErrNotFound) || (gerr == nil && now.Status == TaskStopped) {
+			return nil, fmt.Errorf("attach to %s: %w", t.Name, ErrEnded)
+		}
 		return nil, fmt.Errorf("attach to %s: %w", t.Name, err)
 	}
 	return &AttachInput{conn: conn}, nil

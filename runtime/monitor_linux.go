@@ -397,13 +397,7 @@ func (r *Runtime) RunMonitor(id string) error {
 			code, sig := -1, ""
 			if ps != nil {
 				if ws, ok := ps.Sys().(syscall.WaitStatus); ok {
-					switch {
-					case ws.Exited():
-						code = ws.ExitStatus()
-					case ws.Signaled():
-						code = 128 + int(ws.Signal())
-						sig = unix.SignalName(ws.Signal())
-					}
+					code, sig = exitOf(ws)
 				}
 			} else if err != nil {
 				r.log.Warn("wait", "container", rn.c.Name, "err", err)
@@ -613,4 +607,16 @@ func warmUp() {
 	_, _ = json.Marshal(&specs.Spec{})
 	_, _ = json.Marshal(&configs.Config{})
 	_, _ = manager.New(&cgroups.Cgroup{Name: cgroupParent, Resources: &cgroups.Resources{}})
+}
+
+// exitOf is a container's exit code in docker's terms (128+N when signal
+// N killed it) and the signal's name, or -1 for a status that is neither.
+func exitOf(ws syscall.WaitStatus) (code int, sig string) {
+	switch {
+	case ws.Exited():
+		return ws.ExitStatus(), ""
+	case ws.Signaled():
+		return 128 + int(ws.Signal()), unix.SignalName(ws.Signal())
+	}
+	return -1, ""
 }

@@ -84,12 +84,7 @@ func TestRootLogRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if err := r.Remove(context.Background(), task.ID, true); err != nil {
-			t.Errorf("remove: %v", err)
-		}
-		assertTaskGone(t, r, task.ID)
-	})
+	removeOnCleanup(t, r, task.ID)
 	att, err := r.StartAttached(ctx, task.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -180,6 +175,18 @@ func TestRootLogRotation(t *testing.T) {
 
 // assertTaskGone checks that nothing of a removed task is left: its record
 // and dirs, libcontainer state, mounts, cgroups.
+// removeOnCleanup removes task id (forced) when the test ends and checks
+// that nothing of it is left.
+func removeOnCleanup(t *testing.T, r *Runtime, id string) {
+	t.Helper()
+	t.Cleanup(func() {
+		if err := r.Remove(context.Background(), id, true); err != nil {
+			t.Errorf("remove: %v", err)
+		}
+		assertTaskGone(t, r, id)
+	})
+}
+
 func assertTaskGone(t *testing.T, r *Runtime, id string) {
 	t.Helper()
 	if _, err := r.Get(id); err == nil {

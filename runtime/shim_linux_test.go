@@ -4,6 +4,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,4 +76,17 @@ func TestRootMonitorBuildMismatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertTaskGone(t, r, task.ID)
+}
+
+// TestInputEnded: attaching input to a task that is gone (an auto-removed
+// task that ended before its client attached) says so with ErrEnded, which
+// the CLI treats as "nothing to feed", not as a failure.
+func TestInputEnded(t *testing.T) {
+	r, err := New(Config{Root: t.TempDir(), RunRoot: t.TempDir(), Exe: "/nonexistent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Input(NewID()); !errors.Is(err, ErrEnded) {
+		t.Fatalf("Input of a removed task: %v, want ErrEnded", err)
+	}
 }

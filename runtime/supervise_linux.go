@@ -334,14 +334,7 @@ func (r *Runtime) finishSupervised(id, done string) error {
 		}
 		code, sig := -1, ""
 		if e.status >= 0 {
-			ws := syscall.WaitStatus(e.status)
-			switch {
-			case ws.Exited():
-				code = ws.ExitStatus()
-			case ws.Signaled():
-				code = 128 + int(ws.Signal())
-				sig = unix.SignalName(ws.Signal())
-			}
+			code, sig = exitOf(syscall.WaitStatus(e.status))
 		}
 		oom := lc != nil && oomKilled(lc)
 		last := i == len(ends)-1 && !more

@@ -154,12 +154,7 @@ func TestRootSupervisorMultiContainer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if err := r.Remove(context.Background(), task.ID, true); err != nil {
-			t.Errorf("remove: %v", err)
-		}
-		assertTaskGone(t, r, task.ID)
-	})
+	removeOnCleanup(t, r, task.ID)
 	if err := r.Start(ctx, task.ID); err != nil {
 		t.Fatal(err)
 	}

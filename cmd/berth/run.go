@@ -323,11 +323,16 @@ func (g *globalOptions) run(cmd *cobra.Command, f *runFlags, ref string, args []
 	}()
 	if f.interactive || f.tty {
 		restore, err := g.attachInput(cmd, rt, t.ID, f.interactive, f.tty)
-		if err != nil {
+		switch {
+		case errors.Is(err, runtime.ErrEnded):
+			// Done before we could attach: its output and exit code
+			// still come through the stream below.
+		case err != nil:
 			rt.Kill(t.ID, syscall.SIGKILL)
 			return err
+		default:
+			defer restore()
 		}
-		defer restore()
 	}
 	final, err := att.Stream(g.stdout, g.stderr)
 	if err != nil {
