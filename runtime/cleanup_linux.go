@@ -167,7 +167,26 @@ func (r *Runtime) Cleanup(ctx context.Context) (*CleanupReport, error) {
 	if err := r.st.CleanTemp(); err != nil {
 		errs = append(errs, err)
 	}
+	removeStaleTemps(filepath.Join(r.cfg.RunRoot, "seccomp"), time.Minute)
 	return rep, errors.Join(errs...)
+}
+
+// removeStaleTemps removes the dot-files (temporary files of writers
+// killed mid-write, such as a monitor copying a seccomp cache file) in dir
+// that are older than age; younger ones may belong to a live writer.
+func removeStaleTemps(dir string, age time.Duration) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), ".") || !e.Type().IsRegular() {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > age {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 // mountPoints lists this mount namespace's mount points, deepest last.

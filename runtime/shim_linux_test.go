@@ -90,3 +90,42 @@ func TestInputEnded(t *testing.T) {
 		t.Fatalf("Input of a removed task: %v, want ErrEnded", err)
 	}
 }
+
+// TestCleanupStaleSeccompTemps: `system cleanup` removes the temporary
+// file of a shared seccomp cache write that a killed monitor left, once it
+// is a minute old, and keeps younger ones and the cache files themselves.
+func TestCleanupStaleSeccompTemps(t *testing.T) {
+	runRoot := t.TempDir()
+	r, err := New(Config{Root: t.TempDir(), RunRoot: runRoot, Exe: "/nonexistent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(runRoot, "seccomp")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	stale, fresh, cache := filepath.Join(dir, ".abc.cache.123"), filepath.Join(dir, ".abc.cache.456"), filepath.Join(dir, "abc.cache")
+	for _, p := range []string{stale, fresh, cache} {
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-2 * time.Minute)
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(cache, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Cleanup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale temp file left: %v", err)
+	}
+	for _, p := range []string{fresh, cache} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s removed: %v", filepath.Base(p), err)
+		}
+	}
+}
