@@ -335,10 +335,8 @@ func TestEnsureBridge(t *testing.T) {
 	}
 }
 
-// postRules describes the rules of the network's ip postrouting chain:
-// handle and comment, so that two listings compare equal only if no rule
-// was added, removed or replaced.
-func postRules(t *testing.T, n *Network) []string {
+// postChainRules lists the rules of the network's ip postrouting chain.
+func postChainRules(t *testing.T, n *Network) []*nftables.Rule {
 	t.Helper()
 	tbl := n.nftTable()
 	_, _, post := n.nftChains(tbl)
@@ -346,6 +344,15 @@ func postRules(t *testing.T, n *Network) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return rules
+}
+
+// postRules describes the rules of the network's ip postrouting chain:
+// handle and comment, so that two listings compare equal only if no rule
+// was added, removed or replaced.
+func postRules(t *testing.T, n *Network) []string {
+	t.Helper()
+	rules := postChainRules(t, n)
 	var out []string
 	for _, r := range rules {
 		out = append(out, fmt.Sprintf("%d %s", r.Handle, ruleComment(r)))
@@ -357,12 +364,7 @@ func postRules(t *testing.T, n *Network) []string {
 // bridge's masquerade rules, in order.
 func checkMasqRules(t *testing.T, n *Network) {
 	t.Helper()
-	tbl := n.nftTable()
-	_, _, post := n.nftChains(tbl)
-	rules, err := nftConn(t).GetRules(tbl, post)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rules := postChainRules(t, n)
 	want := n.masqRules(nftables.TableFamilyIPv4)
 	ok := len(rules) == len(want)
 	for i := 0; ok && i < len(rules); i++ {

@@ -172,14 +172,5 @@ func writeNewFile(c *dirCache, ppath, base string, hdr *tar.Header, data []byte)
 		}
 		data = data[n:]
 	}
-	if err := fdMeta(fd, hdr); err != nil {
-		unix.Close(fd)
-		return err
-	}
-	ts := times(hdr)
-	if err := futimens(fd, &ts); err != nil {
-		unix.Close(fd)
-		return err
-	}
-	return unix.Close(fd)
+	return finishFile(fd, hdr)
 }

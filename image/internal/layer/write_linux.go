@@ -303,6 +303,12 @@ func (w *writer) file(pfd int, ppath, base string, hdr *tar.Header, r io.Reader)
 		unix.Close(fd)
 		return err
 	}
+	return finishFile(fd, hdr)
+}
+
+// finishFile gives a new regular file, its data written, the header's
+// owner, xattrs, mode and times through its fd, and closes the fd.
+func finishFile(fd int, hdr *tar.Header) error {
 	if err := fdMeta(fd, hdr); err != nil {
 		unix.Close(fd)
 		return err
