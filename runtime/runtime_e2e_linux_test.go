@@ -85,15 +85,7 @@ func TestRootLogRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	removeOnCleanup(t, r, task.ID)
-	att, err := r.StartAttached(ctx, task.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stdout, stderr bytes.Buffer
-	final, err := att.Stream(&stdout, &stderr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	final, stdout, stderr := runAttached(ctx, t, r, task.ID)
 	if final.Status != TaskStopped || final.ExitCode() != 0 {
 		t.Fatalf("final state: %+v", final.Containers[0])
 	}
@@ -175,6 +167,22 @@ func TestRootLogRotation(t *testing.T) {
 
 // assertTaskGone checks that nothing of a removed task is left: its record
 // and dirs, libcontainer state, mounts, cgroups.
+// runAttached starts task id attached and returns its final state and
+// everything it wrote.
+func runAttached(ctx context.Context, t *testing.T, r *Runtime, id string) (final *Task, stdout, stderr *bytes.Buffer) {
+	t.Helper()
+	att, err := r.StartAttached(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr = &bytes.Buffer{}, &bytes.Buffer{}
+	final, err = att.Stream(stdout, stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return final, stdout, stderr
+}
+
 // removeOnCleanup removes task id (forced) when the test ends and checks
 // that nothing of it is left.
 func removeOnCleanup(t *testing.T, r *Runtime, id string) {

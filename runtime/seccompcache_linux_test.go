@@ -754,15 +754,7 @@ func TestRootSeccompCacheShared(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { r.Remove(context.Background(), task.ID, true) })
-		att, err := r.StartAttached(ctx, task.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stdout, stderr bytes.Buffer
-		final, err := att.Stream(&stdout, &stderr)
-		if err != nil {
-			t.Fatal(err)
-		}
+		final, stdout, stderr := runAttached(ctx, t, r, task.ID)
 		if final.Status != TaskStopped || final.ExitCode() != 0 {
 			t.Fatalf("%s: final state %+v\n%s%s", name, final.Containers[0], stdout.String(), stderr.String())
 		}
